@@ -1,0 +1,85 @@
+//! Engine configuration: every limit the engine runs under, validated once at start.
+
+use crate::api::NS_PER_SEC;
+use crate::error::{Error, ErrorKind};
+
+/// How the engine is built. Every field has a limit; [`Config::validate`] checks them all.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Owner threads; accounts are partitioned across them. 1..=256. Default: one per core.
+    pub shards: usize,
+    /// Most requests a shard decides in one pass. 1..=1,048,576. Default 4096.
+    pub batch_max: usize,
+    /// Batches that may wait in one shard's queue before `try_submit` answers `Full`.
+    /// 1..=65,536. Default 64.
+    pub queue_depth: usize,
+    /// Life of a hold from its authorization (or last increment). Default 7 days.
+    pub hold_ttl_ns: i64,
+    /// Duplicate window from a record's `ts_ns`. Default 24 hours.
+    pub dup_window_ns: i64,
+    /// How long a closed or expired hold stays referable. Default 45 days.
+    pub retention_ns: i64,
+    /// Holds each shard's table is sized for before it must grow. Default 65,536.
+    pub holds_per_shard_hint: usize,
+}
+
+/// One day in nanoseconds.
+const DAY_NS: i64 = 86_400 * NS_PER_SEC;
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            shards: std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(256),
+            batch_max: 4096,
+            queue_depth: 64,
+            hold_ttl_ns: 7 * DAY_NS,
+            dup_window_ns: DAY_NS,
+            retention_ns: 45 * DAY_NS,
+            holds_per_shard_hint: 1 << 16,
+        }
+    }
+}
+
+impl Config {
+    /// Check every limit; the error names the field and its allowed range.
+    pub fn validate(&self) -> Result<(), Error> {
+        fn range(name: &str, v: usize, lo: usize, hi: usize) -> Result<(), Error> {
+            if v < lo || v > hi {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    format!("{name} = {v} is outside {lo}..={hi}"),
+                ));
+            }
+            Ok(())
+        }
+        fn positive(name: &str, v: i64) -> Result<(), Error> {
+            if v <= 0 {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    format!("{name} = {v} must be positive"),
+                ));
+            }
+            Ok(())
+        }
+        range("shards", self.shards, 1, 256)?;
+        range("batch_max", self.batch_max, 1, 1 << 20)?;
+        range("queue_depth", self.queue_depth, 1, 1 << 16)?;
+        range(
+            "holds_per_shard_hint",
+            self.holds_per_shard_hint,
+            0,
+            1 << 30,
+        )?;
+        positive("hold_ttl_ns", self.hold_ttl_ns)?;
+        positive("dup_window_ns", self.dup_window_ns)?;
+        if self.retention_ns < 0 {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("retention_ns = {} must not be negative", self.retention_ns),
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,1 @@
+//! Plain reference model of DOMAIN.md (placeholder until written).
