@@ -1,58 +1,280 @@
 //! The `Engine` handle a host holds: start from a Config, submit batches, export, shut down.
 
-use crate::api::{AccountSpec, Decision, Request, StateExport, TokenSpec};
-use crate::config::Config;
-use crate::error::{Error, SubmitError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 
-/// A running engine: shard threads owning partitions of the accounts.
+use crossbeam_channel::{Receiver, Sender};
+use crossbeam_utils::Backoff;
+
+use crate::api::{AccountSpec, Code, Decision, Request, StateExport, TokenSpec};
+use crate::config::Config;
+use crate::error::{Error, ErrorKind, SubmitError};
+use crate::router::{Directory, Resolved};
+use crate::rules::{Routed, Times};
+use crate::shard::{Job, Msg, Shard};
+
+/// Extra queue room, beyond `queue_depth` batches, for state exports (a cold path).
+const EXPORT_ROOM: usize = 64;
+
+/// A running engine: shard threads, each the only owner of its partition of the accounts.
+///
+/// `Engine` is `Send + Sync`: several host threads may submit at once. Requests of one
+/// account are applied in the order their batches were accepted.
 pub struct Engine {
-    _private: (),
+    directory: Directory,
+    queues: Vec<Sender<Msg>>,
+    free_slots: Vec<Arc<AtomicUsize>>,
+    threads: Vec<JoinHandle<()>>,
 }
 
-/// Decisions of a submitted batch that may not be ready yet.
+/// Decisions of an accepted batch; [`Pending::wait`] blocks until they are all made.
+#[must_use = "the decisions are only delivered through wait()"]
 pub struct Pending {
-    _private: (),
+    replies: Receiver<Job>,
+    jobs: usize,
+    decisions: Vec<Decision>,
 }
 
 impl Pending {
     /// Wait for every decision, in the order of the submitted batch.
-    pub fn wait(self) -> Result<Vec<Decision>, Error> {
-        todo!()
+    pub fn wait(mut self) -> Result<Vec<Decision>, Error> {
+        for _ in 0..self.jobs {
+            let job = self.replies.recv().map_err(|_| {
+                Error::new(
+                    ErrorKind::ShardFailed,
+                    "a shard stopped before deciding the batch (a broken invariant; see its panic message)",
+                )
+            })?;
+            for (&pos, &d) in job.positions.iter().zip(&job.decisions) {
+                self.decisions[pos as usize] = d;
+            }
+        }
+        Ok(self.decisions)
     }
 }
 
 impl Engine {
-    /// Validate `config`, load accounts and tokens, start the shard threads.
+    /// Validate `config`, load accounts and tokens, and start one owner thread per shard.
+    ///
+    /// Fails with [`ErrorKind::Config`] for a bad config and [`ErrorKind::Load`] for
+    /// inconsistent accounts or tokens (duplicates, a token of an unknown account, an amount
+    /// with more decimals than its currency, a negative limit).
     pub fn start(
         config: Config,
         accounts: Vec<AccountSpec>,
         tokens: Vec<TokenSpec>,
     ) -> Result<Engine, Error> {
-        let _ = (config, accounts, tokens);
-        todo!()
+        config.validate()?;
+        let (directory, stores) = Directory::build(
+            config.shards,
+            &accounts,
+            &tokens,
+            config.holds_per_shard_hint,
+        )?;
+        let times = Times {
+            hold_ttl_ns: config.hold_ttl_ns,
+            dup_window_ns: config.dup_window_ns,
+            retention_ns: config.retention_ns,
+        };
+        let mut queues = Vec::with_capacity(config.shards);
+        let mut free_slots = Vec::with_capacity(config.shards);
+        let mut threads = Vec::with_capacity(config.shards);
+        for (i, store) in stores.into_iter().enumerate() {
+            let (tx, rx) = crossbeam_channel::bounded(config.queue_depth + EXPORT_ROOM);
+            let slots = Arc::new(AtomicUsize::new(config.queue_depth));
+            let shard = Shard {
+                store,
+                times,
+                batch_max: config.batch_max,
+                rx,
+                free_slots: Arc::clone(&slots),
+            };
+            let handle = std::thread::Builder::new()
+                .name(format!("payauth-shard-{i}"))
+                .spawn(move || shard.run())
+                .map_err(|e| Error::new(ErrorKind::Config, format!("spawning shard {i}: {e}")))?;
+            queues.push(tx);
+            free_slots.push(slots);
+            threads.push(handle);
+        }
+        Ok(Engine {
+            directory,
+            queues,
+            free_slots,
+            threads,
+        })
     }
 
-    /// Submit a batch without blocking; a full queue hands the batch back.
+    /// Number of shards.
+    pub fn shards(&self) -> usize {
+        self.queues.len()
+    }
+
+    /// Submit a batch without blocking. When a shard queue it needs is full, the batch comes
+    /// back untouched in [`SubmitError::Full`] and nothing of it has been applied.
     pub fn try_submit(&self, batch: Vec<Request>) -> Result<Pending, SubmitError> {
-        let _ = batch;
-        todo!()
+        let split = self.split(&batch);
+        let mut reserved = Vec::with_capacity(split.jobs.len());
+        for (shard, _) in &split.jobs {
+            if try_reserve(&self.free_slots[*shard]) {
+                reserved.push(*shard);
+            } else {
+                for &s in &reserved {
+                    self.free_slots[s].fetch_add(1, Ordering::AcqRel);
+                }
+                return Err(SubmitError::Full(batch));
+            }
+        }
+        Ok(self.send(split))
     }
 
-    /// Submit a batch, waiting for queue room, and wait for its decisions.
-    pub fn submit(&self, batch: Vec<Request>) -> Result<Vec<Decision>, Error> {
-        let _ = batch;
-        todo!()
+    /// Submit a batch, waiting for queue room, and return a handle to its decisions.
+    pub fn submit_async(&self, batch: &[Request]) -> Pending {
+        let split = self.split(batch);
+        for (shard, _) in &split.jobs {
+            let backoff = Backoff::new();
+            while !try_reserve(&self.free_slots[*shard]) {
+                if backoff.is_completed() {
+                    std::thread::yield_now();
+                } else {
+                    backoff.snooze();
+                }
+            }
+        }
+        self.send(split)
     }
 
-    /// The state after everything submitted before this call, as of `as_of_ns`.
+    /// Submit a batch, waiting for queue room, and wait for its decisions (in batch order).
+    pub fn submit(&self, batch: &[Request]) -> Result<Vec<Decision>, Error> {
+        self.submit_async(batch).wait()
+    }
+
+    /// The state after everything accepted before this call, as of `as_of_ns`: holds still
+    /// open with `expires_at_ns <= as_of_ns` are shown expired and out of `held` (the
+    /// tables are not changed). Sorted by account id, (account id, request id), token.
     pub fn export(&self, as_of_ns: i64) -> Result<StateExport, Error> {
-        let _ = as_of_ns;
-        todo!()
+        let mut replies = Vec::with_capacity(self.queues.len());
+        for q in &self.queues {
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            q.send(Msg::Export(as_of_ns, tx)).map_err(|_| failed())?;
+            replies.push(rx);
+        }
+        let mut all = StateExport::default();
+        for rx in replies {
+            let part = rx.recv().map_err(|_| failed())?;
+            all.accounts.extend(part.accounts);
+            all.holds.extend(part.holds);
+            all.tokens.extend(part.tokens);
+        }
+        all.accounts.sort_unstable_by_key(|a| a.account_id);
+        all.holds
+            .sort_unstable_by_key(|h| (h.account_id, h.request_id));
+        all.tokens.sort_unstable_by_key(|t| t.token);
+        Ok(all)
     }
 
-    /// Decide everything accepted, stop the shards, and return the final state.
-    pub fn shutdown(self, as_of_ns: i64) -> Result<StateExport, Error> {
-        let _ = as_of_ns;
-        todo!()
+    /// Decide everything already accepted, stop the shard threads, and return the final
+    /// state as of `as_of_ns`.
+    pub fn shutdown(mut self, as_of_ns: i64) -> Result<StateExport, Error> {
+        let state = self.export(as_of_ns);
+        self.stop()?;
+        state
     }
+
+    fn stop(&mut self) -> Result<(), Error> {
+        self.queues.clear(); // the shards drain what is queued, then see the queue close
+        let mut result = Ok(());
+        for t in self.threads.drain(..) {
+            if t.join().is_err() {
+                result = Err(failed());
+            }
+        }
+        result
+    }
+
+    /// Resolve each request to its shard (or answer `14`/`78` at once) and group by shard.
+    fn split(&self, batch: &[Request]) -> Split {
+        let (reply_tx, replies) = crossbeam_channel::unbounded();
+        let mut per_shard: Vec<Option<Job>> = (0..self.queues.len()).map(|_| None).collect();
+        let mut decisions = Vec::with_capacity(batch.len());
+        for (pos, req) in batch.iter().enumerate() {
+            let code = match self.directory.resolve(req) {
+                Resolved::Answer(code) => code,
+                Resolved::Shard {
+                    shard,
+                    account,
+                    token,
+                } => {
+                    let job = per_shard[shard].get_or_insert_with(|| Job {
+                        ops: Vec::new(),
+                        positions: Vec::new(),
+                        decisions: Vec::new(),
+                        reply: reply_tx.clone(),
+                    });
+                    job.ops.push(Routed {
+                        req: *req,
+                        account,
+                        token,
+                    });
+                    job.positions.push(pos as u32);
+                    // Placeholder, overwritten by the shard's decision.
+                    Code::Approved
+                }
+            };
+            decisions.push(Decision {
+                request_id: req.request_id,
+                code,
+            });
+        }
+        let jobs: Vec<(usize, Job)> = per_shard
+            .into_iter()
+            .enumerate()
+            .filter_map(|(s, j)| j.map(|j| (s, j)))
+            .collect();
+        Split {
+            jobs,
+            replies,
+            decisions,
+        }
+    }
+
+    fn send(&self, split: Split) -> Pending {
+        let jobs = split.jobs.len();
+        for (shard, job) in split.jobs {
+            // Room is reserved; a failed send means the shard died, which wait() reports.
+            let _ = self.queues[shard].send(Msg::Batch(job));
+        }
+        Pending {
+            replies: split.replies,
+            jobs,
+            decisions: split.decisions,
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+/// A batch resolved and grouped by shard, not yet sent.
+struct Split {
+    jobs: Vec<(usize, Job)>,
+    replies: Receiver<Job>,
+    decisions: Vec<Decision>,
+}
+
+fn try_reserve(slots: &AtomicUsize) -> bool {
+    slots
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+        .is_ok()
+}
+
+fn failed() -> Error {
+    Error::new(
+        ErrorKind::ShardFailed,
+        "a shard thread stopped (a broken invariant; see its panic message)",
+    )
 }

@@ -1,0 +1,396 @@
+//! The DOMAIN.md decisions: one request against one shard's [`Store`], checks in their
+//! order, effects applied only on `00`.
+
+use crate::api::{
+    china_day, AccountStatus, AmountKey, Code, HoldStatus, Kind, Request, TokenStatus,
+};
+use crate::store::{Account, DupRecord, Fingerprint, Hold, Store, NIL};
+
+/// The time rules of a shard.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Times {
+    pub hold_ttl_ns: i64,
+    pub dup_window_ns: i64,
+    pub retention_ns: i64,
+}
+
+/// A request already routed to its shard: the account (and token) it resolved to.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Routed {
+    pub req: Request,
+    pub account: u32,
+    /// Token index in the shard, or [`NIL`] for kinds addressed by account.
+    pub token: u32,
+}
+
+/// Decide `op` and apply its effects. Never panics on any request; panics only on a broken
+/// money invariant (a bug), which stops the shard loudly.
+pub(crate) fn decide(store: &mut Store, times: &Times, op: &Routed) -> Code {
+    let req = &op.req;
+    let ts = req.ts_ns;
+    store.advance(ts, times.dup_window_ns);
+    store.expire_account(op.account, ts, times.retention_ns);
+
+    // Resolution, second half: a deactivated token is unknown to authorizations and token
+    // admin (captures, voids and refunds still resolve it). Not remembered.
+    if op.token != NIL
+        && store.tokens[op.token as usize].status == TokenStatus::Deactivated
+        && matches!(
+            req.kind,
+            Kind::Authorize
+                | Kind::Increment
+                | Kind::TokenSuspend
+                | Kind::TokenResume
+                | Kind::TokenDeactivate
+        )
+    {
+        return Code::InvalidCard;
+    }
+
+    // Duplicates: (account, request_id) inside the window of its record.
+    let key = (op.account, req.request_id);
+    let fingerprint = Fingerprint::of(req);
+    if let Some(rec) = store.dups.get(&key) {
+        if ts < rec.ts_ns.saturating_add(times.dup_window_ns) {
+            return if rec.fingerprint == fingerprint {
+                rec.code
+            } else {
+                Code::Duplicate
+            };
+        }
+    }
+
+    let code = match req.kind {
+        Kind::Authorize => authorize(store, times, op),
+        Kind::Increment => increment(store, times, op),
+        Kind::Capture => capture(store, times, op),
+        Kind::Void => void(store, times, op),
+        Kind::Refund => refund(store, times, op),
+        Kind::Credit => credit(store, op),
+        Kind::TokenSuspend | Kind::TokenResume | Kind::TokenDeactivate => token_admin(store, op),
+        Kind::AccountFreeze | Kind::AccountUnfreeze | Kind::AccountClose => {
+            account_admin(store, op)
+        }
+    };
+    store.record(
+        key,
+        DupRecord {
+            ts_ns: ts,
+            code,
+            fingerprint,
+        },
+        times.dup_window_ns,
+    );
+    code
+}
+
+/// The request amount in the account's minor units, if the amount is valid and the currency
+/// is the account's (DOMAIN.md `13`).
+fn amount_in(req: &Request, acct: &Account) -> Option<i64> {
+    if req.currency != Some(acct.currency) {
+        return None;
+    }
+    AmountKey::from_decimal(req.amount?).valid_minor(acct.currency)
+}
+
+/// The hold `ref` names, if still referable; else the `12`/`25` answer.
+fn referable_hold(store: &Store, times: &Times, op: &Routed) -> Result<u32, Code> {
+    let ts = op.req.ts_ns;
+    if let Some(r) = op.req.reference {
+        if let Some(slot) = store.find_hold((op.account, r)) {
+            let h = store.hold(slot);
+            if h.status == HoldStatus::Open || ts < h.ended_ns.saturating_add(times.retention_ns) {
+                return Ok(slot);
+            }
+        }
+        if let Some(rec) = store.dups.get(&(op.account, r)) {
+            if ts < rec.ts_ns.saturating_add(times.dup_window_ns)
+                && rec.fingerprint.kind == Kind::Authorize
+                && rec.code != Code::Approved
+            {
+                return Err(Code::InvalidTransaction);
+            }
+        }
+    }
+    Err(Code::NoRecord)
+}
+
+/// Token status and expiry, then account status: the shared middle of authorize/increment.
+fn card_and_account_ok(store: &Store, op: &Routed) -> Result<(), Code> {
+    let token = &store.tokens[op.token as usize];
+    if token.status == TokenStatus::Suspended {
+        return Err(Code::Restricted);
+    }
+    if op.req.ts_ns >= token.expired_from_ns {
+        return Err(Code::ExpiredCard);
+    }
+    match store.accounts[op.account as usize].status {
+        AccountStatus::Closed => Err(Code::NoAccount),
+        AccountStatus::Frozen => Err(Code::Restricted),
+        AccountStatus::Active => Ok(()),
+    }
+}
+
+macro_rules! check {
+    ($e:expr) => {
+        if let Err(code) = $e {
+            return code;
+        }
+    };
+}
+
+fn authorize(store: &mut Store, times: &Times, op: &Routed) -> Code {
+    let ts = op.req.ts_ns;
+    // 94: the request id names a hold of this account that is still referable.
+    if let Some(slot) = store.find_hold((op.account, op.req.request_id)) {
+        let h = store.hold(slot);
+        if h.status == HoldStatus::Open || ts < h.ended_ns.saturating_add(times.retention_ns) {
+            return Code::Duplicate;
+        }
+    }
+    let Some(amount) = amount_in(&op.req, &store.accounts[op.account as usize]) else {
+        return Code::InvalidAmount;
+    };
+    check!(card_and_account_ok(store, op));
+    let day = china_day(ts);
+    let acct = &mut store.accounts[op.account as usize];
+    if amount > acct.per_txn_limit_minor {
+        return Code::AmountLimit;
+    }
+    acct.roll_day(day);
+    if acct.day_amount_minor.saturating_add(amount) > acct.daily_limit_minor {
+        return Code::AmountLimit;
+    }
+    if acct.day_count.saturating_add(1) > acct.daily_count_limit {
+        return Code::CountLimit;
+    }
+    if amount > acct.available_minor() {
+        return Code::InsufficientFunds;
+    }
+    let Some(held) = acct.held_minor.checked_add(amount) else {
+        return Code::InvalidAmount;
+    };
+    acct.held_minor = held;
+    acct.day_amount_minor += amount; // <= daily limit or i64::MAX, checked above
+    acct.day_count += 1;
+    store.insert_open_hold(Hold {
+        account: op.account,
+        request_id: op.req.request_id,
+        authorized_minor: amount,
+        captured_minor: 0,
+        voided_minor: 0,
+        refunded_minor: 0,
+        expires_at_ns: ts.saturating_add(times.hold_ttl_ns),
+        ended_ns: 0,
+        day,
+        status: HoldStatus::Open,
+        prev_open: NIL,
+        next_open: NIL,
+        generation: 0,
+    });
+    Code::Approved
+}
+
+fn increment(store: &mut Store, times: &Times, op: &Routed) -> Code {
+    let ts = op.req.ts_ns;
+    let Some(amount) = amount_in(&op.req, &store.accounts[op.account as usize]) else {
+        return Code::InvalidAmount;
+    };
+    let slot = match referable_hold(store, times, op) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    if store.hold(slot).status != HoldStatus::Open {
+        return Code::HoldNotOpen;
+    }
+    check!(card_and_account_ok(store, op));
+    let authorized = store.hold(slot).authorized_minor;
+    let acct = &mut store.accounts[op.account as usize];
+    if authorized.saturating_add(amount) > acct.per_txn_limit_minor {
+        return Code::AmountLimit;
+    }
+    acct.roll_day(china_day(ts));
+    if acct.day_amount_minor.saturating_add(amount) > acct.daily_limit_minor {
+        return Code::AmountLimit;
+    }
+    if amount > acct.available_minor() {
+        return Code::InsufficientFunds;
+    }
+    let (Some(held), Some(new_authorized), Some(day_amount)) = (
+        acct.held_minor.checked_add(amount),
+        authorized.checked_add(amount),
+        acct.day_amount_minor.checked_add(amount),
+    ) else {
+        return Code::InvalidAmount;
+    };
+    acct.held_minor = held;
+    acct.day_amount_minor = day_amount;
+    let expires_at_ns = ts.saturating_add(times.hold_ttl_ns);
+    acct.next_expiry_ns = acct.next_expiry_ns.min(expires_at_ns);
+    let h = store.hold_mut(slot);
+    h.authorized_minor = new_authorized;
+    h.expires_at_ns = expires_at_ns;
+    Code::Approved
+}
+
+fn capture(store: &mut Store, times: &Times, op: &Routed) -> Code {
+    let ts = op.req.ts_ns;
+    let Some(amount) = amount_in(&op.req, &store.accounts[op.account as usize]) else {
+        return Code::InvalidAmount;
+    };
+    let slot = match referable_hold(store, times, op) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let h = store.hold(slot);
+    if h.status == HoldStatus::Closed {
+        return Code::HoldNotOpen;
+    }
+    let remaining = h.remaining_minor();
+    if amount > remaining {
+        return Code::InvalidAmount;
+    }
+    let status = h.status;
+    let captured = h.captured_minor + amount; // <= authorized
+    let acct = &mut store.accounts[op.account as usize];
+    let Some(balance) = acct.balance_minor.checked_sub(amount) else {
+        return Code::InvalidAmount;
+    };
+    acct.balance_minor = balance;
+    store.hold_mut(slot).captured_minor = captured;
+    if status == HoldStatus::Open {
+        let left = remaining - amount;
+        let release = if op.req.is_final || left == 0 {
+            left
+        } else {
+            0
+        };
+        let acct = &mut store.accounts[op.account as usize];
+        acct.held_minor -= amount + release;
+        assert!(acct.held_minor >= 0, "held went negative on capture");
+        if op.req.is_final || left == 0 {
+            store.end_hold(slot, HoldStatus::Closed, ts, times.retention_ns);
+        }
+    }
+    Code::Approved
+}
+
+fn void(store: &mut Store, times: &Times, op: &Routed) -> Code {
+    let ts = op.req.ts_ns;
+    let acct = &store.accounts[op.account as usize];
+    if op.req.currency.is_some_and(|c| c != acct.currency) {
+        return Code::InvalidAmount;
+    }
+    let given = match op.req.amount {
+        None => None,
+        Some(a) => match AmountKey::from_decimal(a).valid_minor(acct.currency) {
+            Some(m) => Some(m),
+            None => return Code::InvalidAmount,
+        },
+    };
+    let slot = match referable_hold(store, times, op) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let h = store.hold(slot);
+    if h.status != HoldStatus::Open {
+        return Code::HoldNotOpen;
+    }
+    let remaining = h.remaining_minor();
+    let amount = given.unwrap_or(remaining);
+    if amount > remaining {
+        return Code::InvalidAmount;
+    }
+    let hold_day = h.day;
+    let voided = h.voided_minor + amount;
+    let day = china_day(ts);
+    let acct = &mut store.accounts[op.account as usize];
+    acct.held_minor -= amount;
+    assert!(acct.held_minor >= 0, "held went negative on void");
+    if day == hold_day {
+        acct.roll_day(day);
+        acct.day_amount_minor -= amount;
+    }
+    store.hold_mut(slot).voided_minor = voided;
+    if remaining == amount {
+        store.end_hold(slot, HoldStatus::Closed, ts, times.retention_ns);
+    }
+    Code::Approved
+}
+
+fn refund(store: &mut Store, times: &Times, op: &Routed) -> Code {
+    let Some(amount) = amount_in(&op.req, &store.accounts[op.account as usize]) else {
+        return Code::InvalidAmount;
+    };
+    let slot = match referable_hold(store, times, op) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let h = store.hold(slot);
+    if amount > h.captured_minor - h.refunded_minor {
+        return Code::InvalidAmount;
+    }
+    let refunded = h.refunded_minor + amount;
+    let acct = &mut store.accounts[op.account as usize];
+    let Some(balance) = acct.balance_minor.checked_add(amount) else {
+        return Code::InvalidAmount;
+    };
+    acct.balance_minor = balance;
+    store.hold_mut(slot).refunded_minor = refunded;
+    Code::Approved
+}
+
+fn credit(store: &mut Store, op: &Routed) -> Code {
+    let acct = &mut store.accounts[op.account as usize];
+    let Some(amount) = amount_in(&op.req, acct) else {
+        return Code::InvalidAmount;
+    };
+    if acct.status == AccountStatus::Closed {
+        return Code::NoAccount;
+    }
+    let Some(balance) = acct.balance_minor.checked_add(amount) else {
+        return Code::InvalidAmount;
+    };
+    acct.balance_minor = balance;
+    Code::Approved
+}
+
+fn token_admin(store: &mut Store, op: &Routed) -> Code {
+    if store.accounts[op.account as usize].status == AccountStatus::Closed {
+        return Code::InvalidTransaction;
+    }
+    let token = &mut store.tokens[op.token as usize];
+    let (from_ok, to) = match op.req.kind {
+        Kind::TokenSuspend => (token.status == TokenStatus::Active, TokenStatus::Suspended),
+        Kind::TokenResume => (token.status == TokenStatus::Suspended, TokenStatus::Active),
+        // Deactivated tokens were answered 14 at resolution.
+        _ => (true, TokenStatus::Deactivated),
+    };
+    if !from_ok {
+        return Code::InvalidTransaction;
+    }
+    token.status = to;
+    Code::Approved
+}
+
+fn account_admin(store: &mut Store, op: &Routed) -> Code {
+    let acct = &mut store.accounts[op.account as usize];
+    let (from_ok, to) = match op.req.kind {
+        Kind::AccountFreeze => (acct.status == AccountStatus::Active, AccountStatus::Frozen),
+        Kind::AccountUnfreeze => (acct.status == AccountStatus::Frozen, AccountStatus::Active),
+        _ => (acct.status != AccountStatus::Closed, AccountStatus::Closed),
+    };
+    if !from_ok {
+        return Code::InvalidTransaction;
+    }
+    acct.status = to;
+    if to == AccountStatus::Closed {
+        let mut t = acct.token_head;
+        while t != NIL {
+            let token = &mut store.tokens[t as usize];
+            token.status = TokenStatus::Deactivated;
+            t = token.next_in_account;
+        }
+    }
+    Code::Approved
+}

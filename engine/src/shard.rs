@@ -1,0 +1,142 @@
+//! One shard's owner thread: drain jobs from its queue, decide each request in order, hand
+//! the decisions back; also answers state exports and the stop message.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::api::{
+    from_minor, AccountState, Decision, HoldState, HoldStatus, StateExport, TokenState,
+};
+use crate::rules::{decide, Routed, Times};
+use crate::store::Store;
+
+/// A slice of a submitted batch bound for one shard, and the place its decisions go.
+pub(crate) struct Job {
+    /// The requests, in submission order.
+    pub ops: Vec<Routed>,
+    /// Positions of `ops` in the submitted batch.
+    pub positions: Vec<u32>,
+    /// Filled by the shard, one per op.
+    pub decisions: Vec<Decision>,
+    /// Where the finished job goes.
+    pub reply: Sender<Job>,
+}
+
+/// What a shard's queue carries.
+pub(crate) enum Msg {
+    /// Decide these.
+    Batch(Job),
+    /// Export the state as of the given instant.
+    Export(i64, Sender<StateExport>),
+}
+
+/// The shard's side of the queue, and its counters.
+pub(crate) struct Shard {
+    pub store: Store,
+    pub times: Times,
+    pub batch_max: usize,
+    pub rx: Receiver<Msg>,
+    /// Batch slots free in the queue; the router reserves one per job, the shard gives it back
+    /// when it takes the job.
+    pub free_slots: Arc<AtomicUsize>,
+}
+
+impl Shard {
+    /// Run until every sender is gone, deciding every job already queued.
+    pub fn run(mut self) {
+        while let Ok(msg) = self.rx.recv() {
+            match msg {
+                Msg::Batch(mut job) => {
+                    self.free_slots.fetch_add(1, Ordering::AcqRel);
+                    self.decide_job(&mut job);
+                    let reply = job.reply.clone();
+                    // The submitter may have gone away (dropped its Pending); that is fine.
+                    let _ = reply.send(job);
+                }
+                Msg::Export(as_of_ns, reply) => {
+                    let _ = reply.send(self.export(as_of_ns));
+                }
+            }
+        }
+    }
+
+    fn decide_job(&mut self, job: &mut Job) {
+        job.decisions.clear();
+        job.decisions.reserve(job.ops.len());
+        for chunk in job.ops.chunks(self.batch_max) {
+            for op in chunk {
+                let code = decide(&mut self.store, &self.times, op);
+                job.decisions.push(Decision {
+                    request_id: op.req.request_id,
+                    code,
+                });
+            }
+        }
+    }
+
+    /// Accounts, holds and tokens as of `as_of_ns`, with the expiry rule applied to the view
+    /// (the tables themselves are not changed).
+    fn export(&self, as_of_ns: i64) -> StateExport {
+        let store = &self.store;
+        let mut expired_minor = vec![0i64; store.accounts.len()];
+        let mut holds = Vec::with_capacity(store.hold_count());
+        for h in store.holds_iter() {
+            let acct = &store.accounts[h.account as usize];
+            let mut status = h.status;
+            let mut ended_ns = h.ended_ns;
+            if status == HoldStatus::Open && h.expires_at_ns <= as_of_ns {
+                expired_minor[h.account as usize] += h.remaining_minor();
+                status = HoldStatus::Expired;
+                ended_ns = h.expires_at_ns;
+            }
+            let referable = status == HoldStatus::Open
+                || as_of_ns < ended_ns.saturating_add(self.times.retention_ns);
+            if !referable {
+                continue;
+            }
+            let c = acct.currency;
+            holds.push(HoldState {
+                account_id: acct.id,
+                request_id: h.request_id,
+                authorized: from_minor(h.authorized_minor, c),
+                captured: from_minor(h.captured_minor, c),
+                voided: from_minor(h.voided_minor, c),
+                refunded: from_minor(h.refunded_minor, c),
+                expires_at_ns: h.expires_at_ns,
+                status,
+            });
+        }
+        let accounts = store
+            .accounts
+            .iter()
+            .zip(&expired_minor)
+            .map(|(a, &gone)| {
+                let held = a.held_minor - gone;
+                AccountState {
+                    account_id: a.id,
+                    currency: a.currency,
+                    balance: from_minor(a.balance_minor, a.currency),
+                    held: from_minor(held, a.currency),
+                    available: from_minor(a.balance_minor.saturating_sub(held), a.currency),
+                    status: a.status,
+                }
+            })
+            .collect();
+        let tokens = store
+            .tokens
+            .iter()
+            .map(|t| TokenState {
+                token: t.dpan,
+                account_id: store.accounts[t.account as usize].id,
+                status: t.status,
+            })
+            .collect();
+        StateExport {
+            accounts,
+            holds,
+            tokens,
+        }
+    }
+}
