@@ -1,0 +1,265 @@
+//! Replay: load and validate a dataset, feed its traffic through the engine's public API as
+//! fast as it takes it (a few batches in flight, order preserved), and write the decisions and
+//! the final state.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use payauth_engine::{Code, Config, Decision, Engine, Request, SubmitError};
+
+use crate::dataset::Dataset;
+use crate::output::{self, BALANCES_FILE, OUTCOMES_FILE};
+
+/// Most requests the harness puts in one submitted batch, whatever `batch_max` says.
+pub const CHUNK_LEN_MAX: usize = 1 << 20;
+/// Most batches the harness keeps in flight, whatever the options say.
+pub const IN_FLIGHT_MAX: usize = 1024;
+
+/// How a replay runs. `None` takes the engine's default.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReplayOptions {
+    /// Engine shards ([`Config::shards`]).
+    pub shards: Option<usize>,
+    /// Engine batch size ([`Config::batch_max`]).
+    pub batch_max: Option<usize>,
+    /// Requests per submitted batch; default `batch_max`.
+    pub chunk_len: Option<usize>,
+    /// Submitted batches waiting for decisions at once; default `max(4, 2 * shards)`.
+    pub in_flight: Option<usize>,
+}
+
+/// What a replay did, for the summary line.
+#[derive(Clone, Debug)]
+pub struct ReplaySummary {
+    /// Requests in traffic.csv (= decisions).
+    pub requests: usize,
+    /// Accounts loaded.
+    pub accounts: usize,
+    /// Tokens loaded.
+    pub tokens: usize,
+    /// Decisions per code, every code listed in ascending order, zeros included.
+    pub codes: Vec<(Code, u64)>,
+    /// Reading and validating the dataset.
+    pub load_elapsed: Duration,
+    /// From the first submit to the last decision.
+    pub replay_elapsed: Duration,
+    /// Engine shards.
+    pub shards: usize,
+    /// Engine batch size.
+    pub batch_max: usize,
+    /// Requests per submitted batch.
+    pub chunk_len: usize,
+    /// Batches in flight at most.
+    pub in_flight: usize,
+    /// The instant the final state was taken at.
+    pub as_of_ns: i64,
+    /// Where the files went.
+    pub out_dir: PathBuf,
+}
+
+impl ReplaySummary {
+    /// Decisions per second of replay time.
+    pub fn decisions_per_sec(&self) -> f64 {
+        let secs = self.replay_elapsed.as_secs_f64();
+        if secs > 0.0 {
+            self.requests as f64 / secs
+        } else {
+            0.0
+        }
+    }
+}
+
+impl fmt::Display for ReplaySummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "replayed {} requests ({} accounts, {} tokens) in {:.3} s: {:.0} decisions/s",
+            self.requests,
+            self.accounts,
+            self.tokens,
+            self.replay_elapsed.as_secs_f64(),
+            self.decisions_per_sec()
+        )?;
+        writeln!(
+            f,
+            "config: shards {}, batch_max {}, chunk {}, in flight {}; load {:.3} s",
+            self.shards,
+            self.batch_max,
+            self.chunk_len,
+            self.in_flight,
+            self.load_elapsed.as_secs_f64()
+        )?;
+        let codes: Vec<String> = self
+            .codes
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(c, n)| format!("{c}={n}"))
+            .collect();
+        writeln!(f, "codes: {}", codes.join(" "))?;
+        write!(
+            f,
+            "wrote {} and {} (as of ts_ns {})",
+            self.out_dir.join(OUTCOMES_FILE).display(),
+            self.out_dir.join(BALANCES_FILE).display(),
+            self.as_of_ns
+        )
+    }
+}
+
+/// The engine configuration a replay runs under: the defaults with `opts` applied, validated.
+pub fn config(opts: &ReplayOptions) -> Result<Config> {
+    let mut config = Config::default();
+    if let Some(shards) = opts.shards {
+        config.shards = shards;
+    }
+    if let Some(batch_max) = opts.batch_max {
+        config.batch_max = batch_max;
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+/// Replay the dataset in `dataset_dir` and write `outcomes.csv` and `balances.csv` into
+/// `out_dir`. Nothing is written unless the dataset is valid and every request was decided.
+pub fn replay(dataset_dir: &Path, out_dir: &Path, opts: &ReplayOptions) -> Result<ReplaySummary> {
+    let config = config(opts)?;
+    let chunk_len = opts.chunk_len.unwrap_or(config.batch_max);
+    let in_flight = opts.in_flight.unwrap_or((2 * config.shards).max(4));
+    ensure!(
+        (1..=CHUNK_LEN_MAX).contains(&chunk_len),
+        "chunk length {chunk_len} is outside 1..={CHUNK_LEN_MAX}"
+    );
+    ensure!(
+        (1..=IN_FLIGHT_MAX).contains(&in_flight),
+        "batches in flight {in_flight} is outside 1..={IN_FLIGHT_MAX}"
+    );
+
+    let load_start = Instant::now();
+    let dataset = Dataset::load(dataset_dir).context("invalid dataset")?;
+    let load_elapsed = load_start.elapsed();
+    let as_of_ns = dataset.last_ts_ns();
+    let (shards, batch_max) = (config.shards, config.batch_max);
+    let (accounts, tokens) = (dataset.accounts.len(), dataset.tokens.len());
+
+    let engine = Engine::start(config, dataset.accounts, dataset.tokens)
+        .context("cannot start the engine")?;
+    let replay_start = Instant::now();
+    let decisions = run(&engine, &dataset.traffic, chunk_len, in_flight)?;
+    let replay_elapsed = replay_start.elapsed();
+    let state = engine
+        .shutdown(as_of_ns)
+        .context("cannot shut the engine down")?;
+
+    output::write_replay_files(out_dir, &decisions, &state.accounts)?;
+
+    let mut codes: Vec<(Code, u64)> = Code::ALL.iter().map(|&c| (c, 0)).collect();
+    for d in &decisions {
+        if let Some(slot) = codes.iter_mut().find(|(c, _)| *c == d.code) {
+            slot.1 += 1;
+        }
+    }
+    Ok(ReplaySummary {
+        requests: decisions.len(),
+        accounts,
+        tokens,
+        codes,
+        load_elapsed,
+        replay_elapsed,
+        shards,
+        batch_max,
+        chunk_len,
+        in_flight,
+        as_of_ns,
+        out_dir: out_dir.to_path_buf(),
+    })
+}
+
+/// Feed `traffic` through `engine` in batches of `chunk_len`, keeping up to `in_flight`
+/// batches submitted and undecided, and return the decisions in traffic order.
+///
+/// Batches go in in traffic order and their decisions are collected oldest first, so the
+/// result lines up with `traffic`; each decision's `request_id` is checked against its
+/// request.
+pub fn run(
+    engine: &Engine,
+    traffic: &[Request],
+    chunk_len: usize,
+    in_flight: usize,
+) -> Result<Vec<Decision>> {
+    assert!(
+        chunk_len > 0 && in_flight > 0,
+        "chunk_len and in_flight must be positive"
+    );
+    let mut decisions: Vec<Decision> = Vec::with_capacity(traffic.len());
+    // (decisions to come, the requests they answer)
+    let mut pending = VecDeque::with_capacity(in_flight);
+    for chunk in traffic.chunks(chunk_len) {
+        let mut batch = chunk.to_vec();
+        loop {
+            if pending.len() >= in_flight {
+                let (p, reqs) = pending.pop_front().expect("in_flight > 0");
+                collect(&mut decisions, reqs, p)?;
+            }
+            match engine.try_submit(batch) {
+                Ok(p) => {
+                    pending.push_back((p, chunk));
+                    break;
+                }
+                Err(SubmitError::Full(back)) => {
+                    batch = back;
+                    match pending.pop_front() {
+                        Some((p, reqs)) => collect(&mut decisions, reqs, p)?,
+                        None => {
+                            // Full with nothing of ours in flight: wait for room.
+                            pending.push_back((engine.submit_async(&batch), chunk));
+                            break;
+                        }
+                    }
+                }
+                Err(SubmitError::ShutDown(_)) => bail!("the engine shut down during the replay"),
+            }
+        }
+    }
+    while let Some((p, reqs)) = pending.pop_front() {
+        collect(&mut decisions, reqs, p)?;
+    }
+    Ok(decisions)
+}
+
+fn collect(
+    decisions: &mut Vec<Decision>,
+    reqs: &[Request],
+    pending: payauth_engine::Pending,
+) -> Result<()> {
+    let got = pending.wait().context("waiting for decisions failed")?;
+    check(decisions, reqs, got)
+}
+
+/// Append a batch's decisions after checking they answer `reqs`, one for one.
+fn check(decisions: &mut Vec<Decision>, reqs: &[Request], got: Vec<Decision>) -> Result<()> {
+    ensure!(
+        got.len() == reqs.len(),
+        "the engine answered {} decisions to a batch of {} requests",
+        got.len(),
+        reqs.len()
+    );
+    if let Some((i, (r, d))) = reqs
+        .iter()
+        .zip(&got)
+        .enumerate()
+        .find(|(_, (r, d))| r.request_id != d.request_id)
+    {
+        bail!(
+            "decision {} answers request_id {} but the request (seq {}) has {}",
+            i,
+            d.request_id,
+            decisions.len() + i,
+            r.request_id
+        );
+    }
+    decisions.extend_from_slice(&got);
+    Ok(())
+}
