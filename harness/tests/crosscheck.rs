@@ -164,7 +164,7 @@ fn replay_matches_the_model_on_the_sample_and_generated_data() {
         ("data/sample", repo_root().join("data/sample")),
         ("generated seed 77", generated),
     ] {
-        let work = tmp.path().join(label.replace('/', "_").replace(' ', "_"));
+        let work = tmp.path().join(label.replace(['/', ' '], "_"));
         let want = work.join("model");
         model_outputs(&data, &want);
         replay_matches(&data, &want, &work, label);
