@@ -495,7 +495,7 @@ fn cases() -> u32 {
     std::env::var("PAYAUTH_PROPTEST_CASES")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(256)
+        .unwrap_or(1024)
 }
 
 proptest! {
