@@ -171,8 +171,8 @@ fn authorize(store: &mut Store, times: &Times, op: &Routed) -> Code {
         return Code::InvalidAmount;
     };
     acct.held_minor = held;
-    acct.day_amount_minor += amount; // <= daily limit or i64::MAX, checked above
-    acct.day_count += 1;
+    acct.day_amount_minor = acct.day_amount_minor.saturating_add(amount);
+    acct.day_count = acct.day_count.saturating_add(1);
     store.insert_open_hold(Hold {
         account: op.account,
         request_id: op.req.request_id,
@@ -309,7 +309,7 @@ fn void(store: &mut Store, times: &Times, op: &Routed) -> Code {
     assert!(acct.held_minor >= 0, "held went negative on void");
     if day == hold_day {
         acct.roll_day(day);
-        acct.day_amount_minor -= amount;
+        acct.day_amount_minor = acct.day_amount_minor.saturating_sub(amount);
     }
     store.hold_mut(slot).voided_minor = voided;
     if remaining == amount {

@@ -36,6 +36,7 @@ pub(crate) enum Msg {
 pub(crate) struct Shard {
     pub store: Store,
     pub times: Times,
+    /// A pass stops draining the queue once it holds this many requests.
     pub batch_max: usize,
     pub rx: Receiver<Msg>,
     /// Batch slots free in the queue; the router reserves one per job, the shard gives it back
@@ -45,34 +46,50 @@ pub(crate) struct Shard {
 
 impl Shard {
     /// Run until every sender is gone, deciding every job already queued.
+    ///
+    /// Each pass drains queued jobs until it holds `batch_max` requests (or the queue is
+    /// empty), decides them in one straight loop in queue order, then hands each job back.
     pub fn run(mut self) {
+        let mut pass: Vec<Job> = Vec::new();
         while let Ok(msg) = self.rx.recv() {
-            match msg {
-                Msg::Batch(mut job) => {
-                    self.free_slots.fetch_add(1, Ordering::AcqRel);
-                    self.decide_job(&mut job);
-                    let reply = job.reply.clone();
-                    // The submitter may have gone away (dropped its Pending); that is fine.
-                    let _ = reply.send(job);
+            let mut next = Some(msg);
+            let mut requests = 0;
+            while let Some(msg) = next.take() {
+                match msg {
+                    Msg::Batch(job) => {
+                        self.free_slots.fetch_add(1, Ordering::AcqRel);
+                        requests += job.ops.len();
+                        pass.push(job);
+                    }
+                    Msg::Export(as_of_ns, reply) => {
+                        // Everything queued before the export is decided before it.
+                        self.decide_pass(&mut pass);
+                        let _ = reply.send(self.export(as_of_ns));
+                    }
                 }
-                Msg::Export(as_of_ns, reply) => {
-                    let _ = reply.send(self.export(as_of_ns));
+                if requests < self.batch_max {
+                    next = self.rx.try_recv().ok();
                 }
             }
+            self.decide_pass(&mut pass);
         }
     }
 
-    fn decide_job(&mut self, job: &mut Job) {
-        job.decisions.clear();
-        job.decisions.reserve(job.ops.len());
-        for chunk in job.ops.chunks(self.batch_max) {
-            for op in chunk {
+    /// Decide the jobs of one pass in order and hand each back to its submitter.
+    fn decide_pass(&mut self, pass: &mut Vec<Job>) {
+        for mut job in pass.drain(..) {
+            job.decisions.clear();
+            job.decisions.reserve(job.ops.len());
+            for op in &job.ops {
                 let code = decide(&mut self.store, &self.times, op);
                 job.decisions.push(Decision {
                     request_id: op.req.request_id,
                     code,
                 });
             }
+            let reply = job.reply.clone();
+            // The submitter may have gone away (dropped its Pending); that is fine.
+            let _ = reply.send(job);
         }
     }
 

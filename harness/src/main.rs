@@ -36,6 +36,15 @@ enum Command {
         /// Most requests a shard decides in one pass, 1..=1048576; default 4096.
         #[arg(long, value_name = "N")]
         batch_max: Option<usize>,
+        /// Hold life from its authorization or last increment, ns; default 7 days.
+        #[arg(long, value_name = "NS")]
+        ttl_ns: Option<i64>,
+        /// Duplicate window from a record's ts_ns, ns; default 24 hours.
+        #[arg(long, value_name = "NS")]
+        window_ns: Option<i64>,
+        /// How long a closed or expired hold stays referable, ns; default 45 days.
+        #[arg(long, value_name = "NS")]
+        retention_ns: Option<i64>,
     },
     /// Generate a dataset folder from a seed.
     Generate {
@@ -80,10 +89,16 @@ fn run(cli: Cli) -> Result<()> {
             out,
             shards,
             batch_max,
+            ttl_ns,
+            window_ns,
+            retention_ns,
         } => {
             let opts = ReplayOptions {
                 shards,
                 batch_max,
+                hold_ttl_ns: ttl_ns,
+                dup_window_ns: window_ns,
+                retention_ns,
                 ..ReplayOptions::default()
             };
             let summary = replay::replay(&dataset_dir, &out, &opts)?;

@@ -25,6 +25,12 @@ pub struct ReplayOptions {
     pub shards: Option<usize>,
     /// Engine batch size ([`Config::batch_max`]).
     pub batch_max: Option<usize>,
+    /// Hold life ([`Config::hold_ttl_ns`]).
+    pub hold_ttl_ns: Option<i64>,
+    /// Duplicate window ([`Config::dup_window_ns`]).
+    pub dup_window_ns: Option<i64>,
+    /// Retention of ended holds ([`Config::retention_ns`]).
+    pub retention_ns: Option<i64>,
     /// Requests per submitted batch; default `batch_max`.
     pub chunk_len: Option<usize>,
     /// Submitted batches waiting for decisions at once; default `max(4, 2 * shards)`.
@@ -117,6 +123,15 @@ pub fn config(opts: &ReplayOptions) -> Result<Config> {
     }
     if let Some(batch_max) = opts.batch_max {
         config.batch_max = batch_max;
+    }
+    if let Some(ns) = opts.hold_ttl_ns {
+        config.hold_ttl_ns = ns;
+    }
+    if let Some(ns) = opts.dup_window_ns {
+        config.dup_window_ns = ns;
+    }
+    if let Some(ns) = opts.retention_ns {
+        config.retention_ns = ns;
     }
     config.validate()?;
     Ok(config)

@@ -76,6 +76,14 @@ AMBIGUITIES: where DOMAIN.md leaves room, this file takes the most literal readi
  [A23] CSV quoting (RFC 4180 double quotes) is accepted; the unquoted text is the field.
  [A24] Config: --ttl-ns and --window-ns must be > 0, --retention-ns >= 0 (as engine Config).
  [A25] On a file error OUT_DIR is not created; on success it is created if missing.
+ [A26] The `94` "names a hold ... still referable" rule is for `authorize` only; another kind
+       whose request_id equals a referable hold's is decided normally. A new approved authorize
+       under a key whose old hold is no longer referable replaces it (the old one is closed or
+       expired, so `held` loses nothing).
+ [A27] An empty `ref` has no record, so it always answers 25 (the "12/25" in DOMAIN.md's
+       settled details can only be 25 for it).
+ [A28] tokens.csv `account_id` matches accounts.csv numerically (`001` names account 1).
+ [A29] Header-only files are valid (no tokens, no accounts, no traffic).
 """
 
 import argparse
@@ -220,6 +228,7 @@ def read_table(dir_, name, cols):
         raise FileError(name, line, "-", "not valid UTF-8")
     if text.startswith("\ufeff"):
         text = text[1:]
+    csv.field_size_limit(1 << 30)  # no length limit of our own on a field
     reader = csv.reader(io.StringIO(text, newline=""))
     header = None
     index = {}
@@ -829,9 +838,18 @@ def run(dataset, out_dir, ttl_ns, window_ns, retention_ns):
     reqs = load_traffic(dataset)
 
     eng = Engine(accounts, tokens, ttl_ns, window_ns, retention_ns)
+    initial = {aid: a.balance for aid, a in accounts.items()}
     outcomes = []
     for seq, q in enumerate(reqs):
-        outcomes.append((seq, q.request_id, eng.apply(q)))
+        acct = touched_account(eng, q)
+        before = None if acct is None else acct.balance - acct.held
+        late = acct is not None and q.kind == "capture" and is_late_capture(eng, acct, q)
+        code = eng.apply(q)
+        outcomes.append((seq, q.request_id, code))
+        # "Only `capture` of an expired hold can drive `available` below zero (late clearing)."
+        if acct is not None:
+            after = acct.balance - acct.held
+            assert not (after < 0 and after < before) or (late and code == "00"), seq
 
     # "Final state is reported as of the last `ts_ns` of the run, with the same expiry rule
     # applied." "a hold expiring exactly then is expired." [A15]
@@ -839,6 +857,8 @@ def run(dataset, out_dir, ttl_ns, window_ns, retention_ns):
         last = reqs[-1].ts
         for a in accounts.values():
             eng.expire(a, last)
+
+    check_invariants(eng, reqs, outcomes, initial)
 
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "outcomes.csv"), "w", newline="") as f:
@@ -850,6 +870,49 @@ def run(dataset, out_dir, ttl_ns, window_ns, retention_ns):
             a = accounts[aid]
             f.write(f"{aid},{format_minor(a.balance, a.dec)},{format_minor(a.held, a.dec)},"
                     f"{format_minor(a.balance - a.held, a.dec)}\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# Self-checks of the oracle ("Invariants the tests must hold"). A failure is a bug here.
+# ---------------------------------------------------------------------------------------------
+def touched_account(eng, q):
+    if q.kind in TOKEN_KINDS:
+        t = eng.tokens.get(q.token)
+        return None if t is None else eng.accounts[t.account_id]
+    return eng.accounts.get(q.account_id)
+
+
+def is_late_capture(eng, acct, q):
+    h = eng.holds.get((acct.id, q.ref)) if q.ref is not None else None
+    return h is not None and (h.state == "expired" or
+                              (h.state == "open" and h.expires_at <= q.ts))
+
+
+def check_invariants(eng, reqs, outcomes, initial):
+    # "Money is conserved: final `balance` = initial `balance` + approved credits + approved
+    # refunds - approved captures, per account." (exact repeats answer 00 but move nothing, so
+    # only requests that made a record with 00 count: the first 00 under each record.)
+    expect = dict(initial)
+    seen = {}
+    for q, (_, _, code) in zip(reqs, outcomes):
+        if code != "00" or q.kind not in ("credit", "refund", "capture"):
+            continue
+        acct = touched_account(eng, q)
+        key = (acct.id, q.request_id)
+        rec_ts = seen.get(key)
+        if rec_ts is not None and q.ts < rec_ts + eng.window:
+            continue  # a repeat of a recorded 00
+        seen[key] = q.ts
+        amt = q.amount.minor(acct.dec)
+        expect[acct.id] += -amt if q.kind == "capture" else amt
+    # "`held` equals the sum of remaining amounts of open holds, and is never negative."
+    held = {aid: 0 for aid in eng.accounts}
+    for h in eng.holds.values():
+        if h.state == "open":
+            held[h.account_id] += h.remaining()
+    for aid, a in eng.accounts.items():
+        assert a.balance == expect[aid], f"money not conserved on account {aid}"
+        assert a.held == held[aid] and a.held >= 0, f"held wrong on account {aid}"
 
 
 def main(argv=None):
