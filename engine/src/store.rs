@@ -3,8 +3,7 @@
 //!
 //! Everything here is owned by exactly one shard thread; nothing is shared or locked.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::VecDeque;
 
 use rustc_hash::FxHashMap;
 
@@ -146,10 +145,10 @@ pub(crate) struct Store {
     free_holds: Vec<u32>,
     hold_index: FxHashMap<Key, u32>,
     pub dups: FxHashMap<Key, DupRecord>,
-    /// (referable-until, slot, generation) of holds that ended.
-    hold_reclaim: BinaryHeap<Reverse<(i64, u32, u32)>>,
-    /// (window-end, account, request id) of duplicate records.
-    dup_reclaim: BinaryHeap<Reverse<(i64, u32, u64)>>,
+    /// (referable-until, slot, generation) of holds that ended, in the order they ended.
+    hold_reclaim: VecDeque<(i64, u32, u32)>,
+    /// (window-end, account, request id) of duplicate records, in the order they were made.
+    dup_reclaim: VecDeque<(i64, u32, u64)>,
     /// The latest `ts_ns` this shard has seen.
     pub watermark_ns: i64,
 }
@@ -163,8 +162,8 @@ impl Store {
             free_holds: Vec::with_capacity(holds_hint / 4),
             hold_index: FxHashMap::with_capacity_and_hasher(holds_hint, Default::default()),
             dups: FxHashMap::with_capacity_and_hasher(holds_hint * 2, Default::default()),
-            hold_reclaim: BinaryHeap::with_capacity(holds_hint),
-            dup_reclaim: BinaryHeap::with_capacity(holds_hint * 2),
+            hold_reclaim: VecDeque::with_capacity(holds_hint),
+            dup_reclaim: VecDeque::with_capacity(holds_hint * 2),
             watermark_ns: i64::MIN,
         }
     }
@@ -249,11 +248,8 @@ impl Store {
         let h = &mut self.holds[slot as usize];
         h.prev_open = NIL;
         h.next_open = NIL;
-        self.hold_reclaim.push(Reverse((
-            ended_ns.saturating_add(retention_ns),
-            slot,
-            generation,
-        )));
+        self.hold_reclaim
+            .push_back((ended_ns.saturating_add(retention_ns), slot, generation));
     }
 
     /// Expire every open hold of `account` with `expires_at_ns <= ts_ns` (DOMAIN.md Time).
@@ -283,27 +279,29 @@ impl Store {
 
     /// Remember `record` under `key`, replacing an older record whose window has passed.
     pub fn record(&mut self, key: Key, record: DupRecord, window_ns: i64) {
-        self.dup_reclaim.push(Reverse((
-            record.ts_ns.saturating_add(window_ns),
-            key.0,
-            key.1,
-        )));
+        self.dup_reclaim
+            .push_back((record.ts_ns.saturating_add(window_ns), key.0, key.1));
         self.dups.insert(key, record);
     }
 
     /// Advance the watermark and drop holds and records that no request at or after it can
     /// see any more. Exact as long as `ts_ns` never goes below the watermark (traffic.csv's
     /// non-decreasing rule); see ARCHITECTURE.md.
+    ///
+    /// The queues are FIFO in the order entries were made, which is the order their
+    /// deadlines fall in when time does not go back. When it does (an expiry noticed late, a
+    /// host's out-of-order `ts_ns`), an entry waits behind a later one: it is dropped late,
+    /// never early, and each drop re-checks the entry against the table.
     pub fn advance(&mut self, ts_ns: i64, window_ns: i64) {
         if ts_ns <= self.watermark_ns {
             return;
         }
         self.watermark_ns = ts_ns;
-        while let Some(&Reverse((until, slot, generation))) = self.hold_reclaim.peek() {
+        while let Some(&(until, slot, generation)) = self.hold_reclaim.front() {
             if until > ts_ns {
                 break;
             }
-            self.hold_reclaim.pop();
+            self.hold_reclaim.pop_front();
             let h = &self.holds[slot as usize];
             if h.generation == generation && h.status != HoldStatus::Open {
                 let key = (h.account, h.request_id);
@@ -313,11 +311,11 @@ impl Store {
                 }
             }
         }
-        while let Some(&Reverse((until, account, request_id))) = self.dup_reclaim.peek() {
+        while let Some(&(until, account, request_id)) = self.dup_reclaim.front() {
             if until > ts_ns {
                 break;
             }
-            self.dup_reclaim.pop();
+            self.dup_reclaim.pop_front();
             let key = (account, request_id);
             if let Some(r) = self.dups.get(&key) {
                 if r.ts_ns.saturating_add(window_ns) <= ts_ns {
