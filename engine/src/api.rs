@@ -738,13 +738,33 @@ pub struct AmountKey {
 }
 
 impl AmountKey {
-    /// Exact normalized form of a decimal.
+    /// Exact normalized form of a decimal: trailing zeros of the fraction stripped.
     pub fn from_decimal(d: Decimal) -> AmountKey {
-        let n = d.normalize();
-        AmountKey {
-            mantissa: n.mantissa(),
-            scale: n.scale(),
+        let mut scale = d.scale();
+        let mantissa = d.mantissa();
+        if mantissa == 0 {
+            return AmountKey {
+                mantissa: 0,
+                scale: 0,
+            };
         }
+        // Most amounts fit in 64 bits, where the divisions are cheap.
+        if let Ok(mut m) = i64::try_from(mantissa) {
+            while scale > 0 && m % 10 == 0 {
+                m /= 10;
+                scale -= 1;
+            }
+            return AmountKey {
+                mantissa: i128::from(m),
+                scale,
+            };
+        }
+        let mut m = mantissa;
+        while scale > 0 && m % 10 == 0 {
+            m /= 10;
+            scale -= 1;
+        }
+        AmountKey { mantissa: m, scale }
     }
 
     /// The amount in minor units of a currency with `decimals` decimals, if it is a valid

@@ -7,7 +7,7 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender};
 use crossbeam_utils::Backoff;
 
-use crate::api::{AccountSpec, Code, Decision, Request, StateExport, TokenSpec};
+use crate::api::{AccountSpec, AmountKey, Code, Decision, Request, StateExport, TokenSpec};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, SubmitError};
 use crate::router::{Directory, Resolved};
@@ -198,6 +198,8 @@ impl Engine {
         let (reply_tx, replies) = crossbeam_channel::unbounded();
         let mut per_shard: Vec<Option<Job>> = (0..self.queues.len()).map(|_| None).collect();
         let mut decisions = Vec::with_capacity(batch.len());
+        // Room for an even share plus slack, so the common case never regrows.
+        let share = batch.len() / self.queues.len() + batch.len() / 8 + 8;
         for (pos, req) in batch.iter().enumerate() {
             let code = match self.directory.resolve(req) {
                 Resolved::Answer(code) => code,
@@ -207,15 +209,16 @@ impl Engine {
                     token,
                 } => {
                     let job = per_shard[shard].get_or_insert_with(|| Job {
-                        ops: Vec::new(),
-                        positions: Vec::new(),
-                        decisions: Vec::new(),
+                        ops: Vec::with_capacity(share),
+                        positions: Vec::with_capacity(share),
+                        decisions: Vec::with_capacity(share),
                         reply: reply_tx.clone(),
                     });
                     job.ops.push(Routed {
                         req: *req,
                         account,
                         token,
+                        amount: req.amount.map(AmountKey::from_decimal),
                     });
                     job.positions.push(pos as u32);
                     // Placeholder, overwritten by the shard's decision.

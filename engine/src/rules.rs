@@ -21,6 +21,8 @@ pub(crate) struct Routed {
     pub account: u32,
     /// Token index in the shard, or [`NIL`] for kinds addressed by account.
     pub token: u32,
+    /// `req.amount`, normalized once by the router (off the shard thread).
+    pub amount: Option<AmountKey>,
 }
 
 /// Decide `op` and apply its effects. Never panics on any request; panics only on a broken
@@ -49,7 +51,7 @@ pub(crate) fn decide(store: &mut Store, times: &Times, op: &Routed) -> Code {
 
     // Duplicates: (account, request_id) inside the window of its record.
     let key = (op.account, req.request_id);
-    let fingerprint = Fingerprint::of(req);
+    let fingerprint = Fingerprint::of(req, op.amount);
     if let Some(rec) = store.dups.get(&key) {
         if ts < rec.ts_ns.saturating_add(times.dup_window_ns) {
             return if rec.fingerprint == fingerprint {
@@ -86,11 +88,11 @@ pub(crate) fn decide(store: &mut Store, times: &Times, op: &Routed) -> Code {
 
 /// The request amount in the account's minor units, if the amount is valid and the currency
 /// is the account's (DOMAIN.md `13`).
-fn amount_in(req: &Request, acct: &Account) -> Option<i64> {
-    if req.currency != Some(acct.currency) {
+fn amount_in(op: &Routed, acct: &Account) -> Option<i64> {
+    if op.req.currency != Some(acct.currency) {
         return None;
     }
-    AmountKey::from_decimal(req.amount?).valid_minor(acct.currency)
+    op.amount?.valid_minor(acct.currency)
 }
 
 /// The hold `ref` names, if still referable; else the `12`/`25` answer.
@@ -148,7 +150,7 @@ fn authorize(store: &mut Store, times: &Times, op: &Routed) -> Code {
             return Code::Duplicate;
         }
     }
-    let Some(amount) = amount_in(&op.req, &store.accounts[op.account as usize]) else {
+    let Some(amount) = amount_in(op, &store.accounts[op.account as usize]) else {
         return Code::InvalidAmount;
     };
     check!(card_and_account_ok(store, op));
@@ -193,7 +195,7 @@ fn authorize(store: &mut Store, times: &Times, op: &Routed) -> Code {
 
 fn increment(store: &mut Store, times: &Times, op: &Routed) -> Code {
     let ts = op.req.ts_ns;
-    let Some(amount) = amount_in(&op.req, &store.accounts[op.account as usize]) else {
+    let Some(amount) = amount_in(op, &store.accounts[op.account as usize]) else {
         return Code::InvalidAmount;
     };
     let slot = match referable_hold(store, times, op) {
@@ -235,7 +237,7 @@ fn increment(store: &mut Store, times: &Times, op: &Routed) -> Code {
 
 fn capture(store: &mut Store, times: &Times, op: &Routed) -> Code {
     let ts = op.req.ts_ns;
-    let Some(amount) = amount_in(&op.req, &store.accounts[op.account as usize]) else {
+    let Some(amount) = amount_in(op, &store.accounts[op.account as usize]) else {
         return Code::InvalidAmount;
     };
     let slot = match referable_hold(store, times, op) {
@@ -281,9 +283,9 @@ fn void(store: &mut Store, times: &Times, op: &Routed) -> Code {
     if op.req.currency.is_some_and(|c| c != acct.currency) {
         return Code::InvalidAmount;
     }
-    let given = match op.req.amount {
+    let given = match op.amount {
         None => None,
-        Some(a) => match AmountKey::from_decimal(a).valid_minor(acct.currency) {
+        Some(a) => match a.valid_minor(acct.currency) {
             Some(m) => Some(m),
             None => return Code::InvalidAmount,
         },
@@ -319,7 +321,7 @@ fn void(store: &mut Store, times: &Times, op: &Routed) -> Code {
 }
 
 fn refund(store: &mut Store, times: &Times, op: &Routed) -> Code {
-    let Some(amount) = amount_in(&op.req, &store.accounts[op.account as usize]) else {
+    let Some(amount) = amount_in(op, &store.accounts[op.account as usize]) else {
         return Code::InvalidAmount;
     };
     let slot = match referable_hold(store, times, op) {
@@ -342,7 +344,7 @@ fn refund(store: &mut Store, times: &Times, op: &Routed) -> Code {
 
 fn credit(store: &mut Store, op: &Routed) -> Code {
     let acct = &mut store.accounts[op.account as usize];
-    let Some(amount) = amount_in(&op.req, acct) else {
+    let Some(amount) = amount_in(op, acct) else {
         return Code::InvalidAmount;
     };
     if acct.status == AccountStatus::Closed {

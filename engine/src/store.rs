@@ -112,12 +112,12 @@ pub(crate) struct Fingerprint {
 }
 
 impl Fingerprint {
-    pub fn of(req: &Request) -> Fingerprint {
+    pub fn of(req: &Request, amount: Option<AmountKey>) -> Fingerprint {
         Fingerprint {
             kind: req.kind,
             token: req.token,
             account_id: req.account_id,
-            amount: req.amount.map(AmountKey::from_decimal),
+            amount,
             currency: req.currency,
             mcc: req.mcc,
             reference: req.reference,
