@@ -767,6 +767,11 @@ impl AmountKey {
         AmountKey { mantissa: m, scale }
     }
 
+    /// The normalized `(mantissa, scale)`.
+    pub fn parts(self) -> (i128, u32) {
+        (self.mantissa, self.scale)
+    }
+
     /// The amount in minor units of a currency with `decimals` decimals, if it is a valid
     /// request amount there: positive, no more decimals than the currency has, and at most
     /// [`AMOUNT_MAJOR_MAX`] major units.

@@ -107,7 +107,7 @@ fn referable_hold(store: &Store, times: &Times, op: &Routed) -> Result<u32, Code
         }
         if let Some(rec) = store.dups.get(&(op.account, r)) {
             if ts < rec.ts_ns.saturating_add(times.dup_window_ns)
-                && rec.fingerprint.kind == Kind::Authorize
+                && rec.fingerprint.is_authorize()
                 && rec.code != Code::Approved
             {
                 return Err(Code::InvalidTransaction);

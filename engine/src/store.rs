@@ -98,31 +98,88 @@ impl Hold {
 }
 
 /// Every field of a request but `ts_ns` and `request_id` (the latter is in the key): what
-/// an exact repeat must match.
+/// an exact repeat must match, packed into 48 bytes because every decided request leaves
+/// one for the length of the duplicate window.
+///
+/// Absent fields are stored as 0 with their presence bit clear, so the derived equality is
+/// exactly DOMAIN.md's comparison (empty equals empty; `final` empty is `0`; amounts are
+/// normalized, so they compare as numbers).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Fingerprint {
-    pub kind: Kind,
-    pub token: TokenField,
-    pub account_id: Option<u64>,
-    pub amount: Option<AmountKey>,
-    pub currency: Option<Currency>,
-    pub mcc: Option<u64>,
-    pub reference: Option<u64>,
-    pub is_final: bool,
+    token: u64,
+    account_id: u64,
+    mcc: u64,
+    reference: u64,
+    /// Low 64 bits of the normalized amount's mantissa.
+    amount_lo: u64,
+    /// Bits 64..96 of the mantissa's magnitude (a Decimal mantissa has at most 96 bits;
+    /// the sign is a flag).
+    amount_hi: u32,
+    amount_scale: u8,
+    kind: u8,
+    /// 0 = empty, else 1 + index in [`Currency::ALL`].
+    currency: u8,
+    /// Presence bits and `final`; see the `F_*` constants.
+    flags: u8,
 }
 
+const F_TOKEN_DPAN: u8 = 1;
+const F_TOKEN_OTHER: u8 = 1 << 1;
+const F_ACCOUNT: u8 = 1 << 2;
+const F_AMOUNT: u8 = 1 << 3;
+const F_MCC: u8 = 1 << 4;
+const F_REF: u8 = 1 << 5;
+const F_FINAL: u8 = 1 << 6;
+const F_AMOUNT_NEGATIVE: u8 = 1 << 7;
+
 impl Fingerprint {
+    /// The fingerprint of `req`, whose amount the router normalized into `amount`.
     pub fn of(req: &Request, amount: Option<AmountKey>) -> Fingerprint {
+        let mut flags = 0;
+        let mut bit = |present: bool, f: u8| {
+            if present {
+                flags |= f;
+            }
+        };
+        let token = match req.token {
+            TokenField::Empty => 0,
+            TokenField::Dpan(d) => {
+                bit(true, F_TOKEN_DPAN);
+                d.get()
+            }
+            TokenField::Other(h) => {
+                bit(true, F_TOKEN_OTHER);
+                h
+            }
+        };
+        bit(req.account_id.is_some(), F_ACCOUNT);
+        bit(amount.is_some(), F_AMOUNT);
+        bit(req.mcc.is_some(), F_MCC);
+        bit(req.reference.is_some(), F_REF);
+        bit(req.is_final, F_FINAL);
+        let (mantissa, scale) = amount.map_or((0, 0), |a| a.parts());
+        bit(mantissa < 0, F_AMOUNT_NEGATIVE);
+        let magnitude = mantissa.unsigned_abs();
         Fingerprint {
-            kind: req.kind,
-            token: req.token,
-            account_id: req.account_id,
-            amount,
-            currency: req.currency,
-            mcc: req.mcc,
-            reference: req.reference,
-            is_final: req.is_final,
+            token,
+            account_id: req.account_id.unwrap_or(0),
+            mcc: req.mcc.unwrap_or(0),
+            reference: req.reference.unwrap_or(0),
+            amount_lo: magnitude as u64,
+            // A Decimal mantissa is below 2^96 in magnitude, so this is exact.
+            amount_hi: (magnitude >> 64) as u32,
+            amount_scale: scale as u8,
+            kind: req.kind as u8,
+            currency: req.currency.map_or(0, |c| {
+                1 + Currency::ALL.iter().position(|&x| x == c).unwrap_or(0) as u8
+            }),
+            flags,
         }
+    }
+
+    /// True when the request that left this was an `authorize`.
+    pub fn is_authorize(&self) -> bool {
+        self.kind == Kind::Authorize as u8
     }
 }
 
@@ -335,5 +392,90 @@ impl Store {
     /// Holds the table currently tracks.
     pub fn hold_count(&self) -> usize {
         self.hold_index.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal::Decimal;
+
+    fn fp(r: &Request) -> Fingerprint {
+        Fingerprint::of(r, r.amount.map(AmountKey::from_decimal))
+    }
+
+    #[test]
+    fn fingerprint_is_compact_and_compares_as_domain_says() {
+        assert!(std::mem::size_of::<Fingerprint>() <= 48);
+        let base = Request::new(Kind::Capture, 1, 0)
+            .with_token(Dpan::from_u64(4_000_000_000_000_001).unwrap())
+            .with_amount(Decimal::new(12340, 3), Currency::Cny)
+            .with_ref(7);
+        let same = Request {
+            amount: Some(Decimal::new(1234, 2)),
+            ts_ns: 99,
+            ..base
+        };
+        assert_eq!(fp(&base), fp(&same), "12.340 == 12.34, ts ignored");
+        let variants = [
+            Request {
+                account_id: Some(0),
+                ..base
+            },
+            Request {
+                mcc: Some(0),
+                ..base
+            },
+            Request {
+                reference: None,
+                ..base
+            },
+            Request {
+                is_final: true,
+                ..base
+            },
+            Request {
+                currency: None,
+                ..base
+            },
+            Request {
+                currency: Some(Currency::Usd),
+                ..base
+            },
+            Request {
+                amount: None,
+                ..base
+            },
+            Request {
+                amount: Some(-Decimal::new(1234, 2)),
+                ..base
+            },
+            Request {
+                amount: Some(Decimal::MAX),
+                ..base
+            },
+            Request {
+                amount: Some(Decimal::MIN),
+                ..base
+            },
+            Request {
+                token: TokenField::Empty,
+                ..base
+            },
+            Request {
+                token: TokenField::Other(4_000_000_000_000_001),
+                ..base
+            },
+            Request {
+                kind: Kind::Refund,
+                ..base
+            },
+        ];
+        for (i, v) in variants.iter().enumerate() {
+            assert_ne!(fp(&base), fp(v), "variant {i} must differ");
+            for (j, w) in variants.iter().enumerate() {
+                assert_eq!(i == j, fp(v) == fp(w), "variants {i} and {j}");
+            }
+        }
     }
 }
