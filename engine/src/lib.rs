@@ -76,6 +76,7 @@ mod config;
 mod engine;
 mod error;
 pub mod model;
+mod prefetch;
 mod router;
 mod rules;
 mod shard;

@@ -225,6 +225,17 @@ impl Store {
         }
     }
 
+    /// Hint that `account` (and `token`, unless [`NIL`]) will be needed soon.
+    #[inline]
+    pub fn prefetch(&self, account: u32, token: u32) {
+        if let Some(a) = self.accounts.get(account as usize) {
+            crate::prefetch::prefetch_read(a);
+        }
+        if let Some(t) = self.tokens.get(token as usize) {
+            crate::prefetch::prefetch_read(t);
+        }
+    }
+
     pub fn hold(&self, slot: u32) -> &Hold {
         &self.holds[slot as usize]
     }

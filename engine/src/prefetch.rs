@@ -1,0 +1,15 @@
+//! Software prefetch hints: the engine's only `unsafe`, kept in one place.
+
+/// Ask the CPU to start loading the cache line holding `*ptr`. A hint only: it never faults,
+/// whatever the address, and does nothing on targets without the instruction.
+#[inline(always)]
+pub(crate) fn prefetch_read<T>(ptr: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `_mm_prefetch` is an SSE instruction, which every x86_64 CPU has; a prefetch
+    // reads nothing architecturally and cannot fault, even on an invalid address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(ptr.cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = ptr;
+}
