@@ -75,11 +75,13 @@ pub mod api;
 mod config;
 mod engine;
 mod error;
+mod journal;
 pub mod model;
 mod prefetch;
 mod router;
 mod rules;
 mod shard;
+mod snapshot;
 mod store;
 
 pub use api::{
