@@ -2,6 +2,7 @@
 
 use crate::api::NS_PER_SEC;
 use crate::error::{Error, ErrorKind};
+use crate::journal::{Durability, JournalConfig};
 
 /// How the engine is built. Every field has a limit; [`Config::validate`] checks them all.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,6 +22,18 @@ pub struct Config {
     pub retention_ns: i64,
     /// Holds each shard's table is sized for before it must grow. Default 65,536.
     pub holds_per_shard_hint: usize,
+    /// Where and how each shard journals what it decides; `None` (the default) is a pure
+    /// in-memory engine whose state dies with it. With a journal, every decision is
+    /// released only after its pass is durable (see [`Durability`]); start with
+    /// [`crate::Engine::start`] on an empty directory, restart with
+    /// [`crate::Engine::recover`]. [`JournalConfig::new`] means [`Durability::Sync`];
+    /// [`Durability::None`] is refused here (say `journal: None` instead).
+    pub journal: Option<JournalConfig>,
+    /// With a journal: each shard writes a snapshot of its state after every this many
+    /// journal records (on a background thread; recovery then replays at most about this
+    /// many records per shard), and prunes what the two newest snapshots make unnecessary.
+    /// 0 = never (recovery replays the whole journal). Default 1,000,000.
+    pub snapshot_every_records: u64,
 }
 
 /// One day in nanoseconds.
@@ -38,6 +51,8 @@ impl Default for Config {
             dup_window_ns: DAY_NS,
             retention_ns: 45 * DAY_NS,
             holds_per_shard_hint: 1 << 16,
+            journal: None,
+            snapshot_every_records: 1_000_000,
         }
     }
 }
@@ -79,6 +94,24 @@ impl Config {
                 ErrorKind::Config,
                 format!("retention_ns = {} must not be negative", self.retention_ns),
             ));
+        }
+        if let Some(journal) = &self.journal {
+            journal
+                .validate()
+                .map_err(|m| Error::new(ErrorKind::Config, format!("journal: {m}")))?;
+            if journal.durability == Durability::None {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    "journal durability None journals nothing: for an in-memory engine set \
+                     journal = None",
+                ));
+            }
+            if journal.dir.as_os_str().is_empty() {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    "journal dir is empty: name the state directory",
+                ));
+            }
         }
         Ok(())
     }

@@ -4,6 +4,7 @@
 use std::fmt;
 
 use crate::api::Request;
+use crate::journal::RecoveryError;
 
 /// What went wrong, broadly; match on it, read the message for the details.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,6 +18,23 @@ pub enum ErrorKind {
     ShutDown,
     /// A shard thread died (a broken invariant); the engine must be restarted.
     ShardFailed,
+    /// The journal could not make a pass durable (a write or fdatasync failed), or the
+    /// state directory could not be written: the decisions of that pass were not released,
+    /// and the shard decides nothing more. Restart with [`crate::Engine::recover`].
+    Journal,
+    /// Recovery refused the state directory: damage before a journal's tail, a missing
+    /// segment or snapshot, another shard count or other time rules, or a journaled
+    /// decision that replays differently. [`Error::recovery`] has the shard, file and
+    /// offset; nothing was guessed or skipped.
+    Recovery,
+    /// [`crate::Engine::recover`] found no state to recover (the directory is missing or
+    /// empty): start the engine fresh with [`crate::Engine::start`] (or use
+    /// [`crate::Engine::open`], which does either).
+    NoState,
+    /// [`crate::Engine::start`] was given a state directory that already holds an engine's
+    /// state: recover it with [`crate::Engine::recover`] (or [`crate::Engine::open`]), or
+    /// point the config at an empty directory.
+    StateExists,
 }
 
 /// An error the engine could not turn into a decision.
@@ -24,6 +42,7 @@ pub enum ErrorKind {
 pub struct Error {
     kind: ErrorKind,
     message: String,
+    recovery: Option<Box<RecoveryError>>,
 }
 
 impl Error {
@@ -31,7 +50,23 @@ impl Error {
         Error {
             kind,
             message: message.into(),
+            recovery: None,
         }
+    }
+
+    /// An [`ErrorKind::Recovery`] error carrying the journal's detail.
+    pub(crate) fn from_recovery(err: RecoveryError) -> Error {
+        Error {
+            kind: ErrorKind::Recovery,
+            message: err.to_string(),
+            recovery: Some(Box::new(err)),
+        }
+    }
+
+    /// For [`ErrorKind::Recovery`]: what recovery refused, with the shard, file and byte
+    /// offset where they are known.
+    pub fn recovery(&self) -> Option<&RecoveryError> {
+        self.recovery.as_deref()
     }
 
     /// The broad kind.
@@ -52,11 +87,17 @@ impl fmt::Display for Error {
             ErrorKind::Load => "invalid accounts or tokens",
             ErrorKind::ShutDown => "engine shut down",
             ErrorKind::ShardFailed => "shard failed",
+            ErrorKind::Journal => "journal failed",
+            ErrorKind::Recovery => "recovery refused",
+            ErrorKind::NoState => "no state to recover",
+            ErrorKind::StateExists => "state directory in use",
         };
         write!(f, "{what}: {}", self.message)
     }
 }
 
+// No `source()`: the message already holds the recovery detail, and a chain would print it
+// twice.
 impl std::error::Error for Error {}
 
 /// Why a batch was not accepted; the batch comes back untouched, so nothing is lost.

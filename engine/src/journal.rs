@@ -30,7 +30,7 @@
 //! | 24 | 4 | zero |
 //! | 28 | 4 | crc32c of bytes 0..28 |
 //!
-//! One frame per committed batch (a batch larger than [`FRAME_RECORDS_MAX`] records is
+//! One frame per committed batch (a batch larger than [`writer::FRAME_RECORDS_MAX`] records is
 //! several frames in the same write):
 //!
 //! | offset | size | frame field |
@@ -72,9 +72,6 @@
 //! See [`JournalWriter`] for where `commit` goes relative to releasing decisions and
 //! [`StateDir::recover`] for how records come back.
 
-// Not called from the shard loop yet (issue 4): the lead hooks it in; remove this then.
-#![allow(dead_code, unused_imports)]
-
 mod codec;
 mod files;
 mod reader;
@@ -89,10 +86,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub(crate) use files::{shard_dir, snapshot_name, sync_dir, tmp_path};
-pub use state::{
-    prune_shard, Mode, PruneReport, RecoveryReport, ShardReport, ShardSink, StateDir, StateMeta,
-};
-pub use writer::{JournalStats, JournalWriter, FRAME_RECORDS_MAX};
+pub use state::{prune_shard, Mode, RecoveryReport, ShardReport, ShardSink, StateDir, StateMeta};
+pub use writer::JournalWriter;
+#[cfg(test)]
+use {state::PruneReport, writer::JournalStats};
 
 /// The binary codecs, shared with `crate::snapshot`.
 pub(crate) mod encoding {
@@ -104,15 +101,17 @@ pub(crate) mod encoding {
 /// Decisions never depend on the mode: only what survives a crash does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Durability {
-    /// Journal nothing: a pure in-memory engine (benches). Nothing survives a restart.
+    /// Journal nothing: nothing survives a restart. [`crate::Config::validate`] refuses it
+    /// inside a [`JournalConfig`] (an in-memory engine says `journal: None`); it is here so
+    /// a host setting can name all three modes.
     None,
     /// One write and one fdatasync per batch, before the batch's decisions are released:
     /// every released decision survives a crash of the process or of the machine.
     Sync,
     /// One write per batch; fdatasync once `interval` has passed since the last one (checked
-    /// at each commit and by [`JournalWriter::sync_if_due`]). Released decisions survive a
-    /// crash of the process (the writes are in the OS page cache); a crash of the machine may
-    /// lose up to `interval` of them.
+    /// at each commit, and every `interval` while a shard is idle). Released decisions
+    /// survive a crash of the process (the writes are in the OS page cache); a crash of the
+    /// machine may lose up to about `interval` of them.
     Async {
         /// Longest time written data may stay unsynced while batches keep coming.
         interval: Duration,
@@ -181,11 +180,15 @@ pub enum RecoveryErrorKind {
     Corrupt,
     /// A journal segment the sequence needs is not there.
     MissingSegment,
+    /// A shard has no snapshot, so there is nothing to replay its journal onto.
+    MissingSnapshot,
     /// The state directory was created with another shard count or other time rules.
     Mismatch,
     /// The directory holds files but is not a payauth state directory.
     NotAStateDir,
-    /// The caller's [`ShardSink`] refused a snapshot or a record.
+    /// A snapshot could not be restored, or a journal record replayed to another decision
+    /// than the one it recorded (the rules, the build or the config changed since it was
+    /// written) or to no account of its shard.
     Replay,
 }
 

@@ -62,17 +62,81 @@
 //! # Ok::<(), payauth_engine::Error>(())
 //! ```
 //!
+//! # Durability
+//! With [`Config::journal`] set, each shard appends every request it applies, with its
+//! decision, to its own write-ahead journal, and releases the decisions of a pass only
+//! after the pass is durable: one write and, under [`Durability::Sync`] (the default of
+//! [`JournalConfig::new`]), one fdatasync per pass (group commit). Snapshots of each shard
+//! ([`Config::snapshot_every_records`]) bound the replay. The promise:
+//! - **every decision a host has received survives a crash** (of the process; of the
+//!   machine too under [`Durability::Sync`]; [`Durability::Async`] may lose up to its
+//!   interval of them to a machine crash);
+//! - **after [`Engine::recover`], retransmissions of requests applied before the crash
+//!   answer exactly as before**: their duplicate records are part of the recovered state,
+//!   so an exact repeat inside the duplicate window gets the recorded decision and changes
+//!   nothing.
+//!
+//! A pass whose decisions were never released may be lost to a crash (its torn tail is cut
+//! at recovery, and reported); a host re-sends what it has no answer for, which
+//! [`Engine::shard_for`] and [`ShardReport::next_seq`] let it find. Damage anywhere but the
+//! tail, a missing segment, another shard count or other time rules are refused with the
+//! shard, file and offset ([`ErrorKind::Recovery`]), never skipped.
+//!
+//! ```
+//! use payauth_engine::{
+//!     AccountSpec, AccountStatus, Code, Config, Currency, Engine, JournalConfig, Kind,
+//!     Request,
+//! };
+//! use rust_decimal::Decimal;
+//!
+//! let state = tempfile::tempdir()?;
+//! let config = Config {
+//!     shards: 2,
+//!     journal: Some(JournalConfig::new(state.path())), // Durability::Sync
+//!     ..Config::default()
+//! };
+//! let accounts = vec![AccountSpec {
+//!     account_id: 1,
+//!     currency: Currency::Cny,
+//!     balance: Decimal::new(100_00, 2),
+//!     status: AccountStatus::Active,
+//!     per_txn_limit: None,
+//!     daily_limit: None,
+//!     daily_count_limit: None,
+//! }];
+//! let top_up = Request::new(Kind::Credit, 7, 1_790_000_000_000_000_000)
+//!     .with_account(1)
+//!     .with_amount(Decimal::new(5_00, 2), Currency::Cny);
+//!
+//! let engine = Engine::start(config.clone(), accounts, Vec::new())?; // a fresh directory
+//! assert_eq!(engine.submit(&[top_up])?[0].code, Code::Approved); // durable once returned
+//! drop(engine); // or a crash
+//!
+//! let (engine, report) = Engine::recover(config)?;
+//! assert_eq!(report.records_replayed(), 1);
+//! // The retransmission answers as before and does not credit twice.
+//! assert_eq!(engine.submit(&[top_up])?[0].code, Code::Approved);
+//! let state = engine.shutdown(1_790_000_000_000_000_000)?;
+//! assert_eq!(state.accounts[0].balance, Decimal::new(105_00, 2));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # The boundary
-//! - [`Engine::start`] validates a [`Config`] and loads accounts and tokens.
+//! - [`Engine::start`] validates a [`Config`] and loads accounts and tokens; with a journal
+//!   it creates the state directory, [`Engine::recover`] rebuilds an engine from one, and
+//!   [`Engine::open`] does whichever applies.
 //! - [`Engine::submit`] blocks for queue room and for the decisions;
 //!   [`Engine::try_submit`] never blocks and hands a batch back in [`SubmitError::Full`];
 //!   [`Engine::submit_async`] waits for room only and returns a [`Pending`].
 //! - [`Engine::export`] and [`Engine::shutdown`] return the state ([`StateExport`]).
+//! - [`Pending::wait`] answers [`ErrorKind::Journal`] when a pass could not be made durable:
+//!   its decisions are withheld and the shard stops deciding; restart with recovery.
 //! - Amounts cross the boundary as `rust_decimal::Decimal`; inside they are `i64` minor
 //!   units with checked arithmetic.
 
 pub mod api;
 mod config;
+mod durable;
 mod engine;
 mod error;
 mod journal;
@@ -89,6 +153,11 @@ pub use api::{
     HoldStatus, Kind, Request, StateExport, TokenField, TokenSpec, TokenState, TokenStatus,
 };
 pub use config::Config;
+pub use durable::ReplayedRecord;
 pub use engine::{Engine, Pending};
 pub use error::{Error, ErrorKind, SubmitError};
+pub use journal::{
+    Durability, JournalConfig, RecoveryError, RecoveryErrorKind, RecoveryReport, ShardReport,
+    SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN,
+};
 pub use router::shard_of;

@@ -70,6 +70,75 @@ impl Directory {
         }
     }
 
+    /// The directory of restored stores (`stores[k]` is shard `k`'s), as
+    /// [`Directory::build`] made it at the first start: the same account and token indices.
+    /// Refuses an account that `shard_of` places in another shard, and an account or token
+    /// in two shards.
+    pub fn from_stores(stores: &[Store]) -> Result<Directory, Error> {
+        let mut dir = Directory {
+            accounts: FxHashMap::with_capacity_and_hasher(
+                stores.iter().map(|s| s.accounts.len()).sum(),
+                Default::default(),
+            ),
+            tokens: FxHashMap::with_capacity_and_hasher(
+                stores.iter().map(|s| s.tokens.len()).sum(),
+                Default::default(),
+            ),
+        };
+        for (k, store) in stores.iter().enumerate() {
+            dir.add_store(k, stores.len(), store)
+                .map_err(|m| Error::new(ErrorKind::Recovery, format!("shard {k}: {m}")))?;
+        }
+        Ok(dir)
+    }
+
+    /// A directory of shard `shard`'s store alone: resolves that shard's requests exactly
+    /// as the whole directory does, and answers every other one at resolution.
+    pub fn for_shard(shard: usize, store: &Store) -> Result<Directory, String> {
+        let mut dir = Directory {
+            accounts: FxHashMap::with_capacity_and_hasher(store.accounts.len(), Default::default()),
+            tokens: FxHashMap::with_capacity_and_hasher(store.tokens.len(), Default::default()),
+        };
+        // The shard count is not checked here (recovery has checked it against state.meta).
+        dir.add_store(shard, 0, store)?;
+        Ok(dir)
+    }
+
+    /// Add `store` as shard `shard` of `shards` (0: do not check placement).
+    fn add_store(&mut self, shard: usize, shards: usize, store: &Store) -> Result<(), String> {
+        let shard_u32 = u32::try_from(shard).map_err(|_| "shard index over u32".to_string())?;
+        for (i, a) in store.accounts.iter().enumerate() {
+            if shards != 0 && shard_of(a.id, shards) != shard {
+                return Err(format!(
+                    "account {} belongs to shard {} of {shards}",
+                    a.id,
+                    shard_of(a.id, shards)
+                ));
+            }
+            if self.accounts.insert(a.id, (shard_u32, i as u32)).is_some() {
+                return Err(format!("account {} is in two shards", a.id));
+            }
+        }
+        for (i, t) in store.tokens.iter().enumerate() {
+            if self
+                .tokens
+                .insert(t.dpan.get(), (shard_u32, i as u32, t.account))
+                .is_some()
+            {
+                return Err(format!("token {} is in two shards", t.dpan));
+            }
+        }
+        Ok(())
+    }
+
+    /// The shard a request goes to, or `None` when it is answered at resolution.
+    pub fn shard_for(&self, req: &Request) -> Option<usize> {
+        match self.resolve(req) {
+            Resolved::Shard { shard, .. } => Some(shard),
+            Resolved::Answer(_) => None,
+        }
+    }
+
     /// Validate accounts and tokens and build the directory plus one store per shard.
     pub fn build(
         shards: usize,

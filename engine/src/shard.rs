@@ -1,14 +1,17 @@
-//! One shard's owner thread: drain jobs from its queue, decide each request in order, hand
-//! the decisions back; also answers state exports and the stop message.
+//! One shard's owner thread: drain jobs from its queue, decide each request in order,
+//! journal the pass, hand the decisions back; also answers state exports and the stop
+//! message.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::api::{
     from_minor, AccountState, Decision, HoldState, HoldStatus, StateExport, TokenState,
 };
+use crate::durable::ShardJournal;
+use crate::error::Error;
 use crate::rules::{decide, Routed, Times};
 use crate::store::Store;
 
@@ -23,8 +26,8 @@ pub(crate) struct Job {
     pub positions: Vec<u32>,
     /// Filled by the shard, one per op.
     pub decisions: Vec<Decision>,
-    /// Where the finished job goes.
-    pub reply: Sender<Job>,
+    /// Where the finished job goes, or the error that kept its decisions back.
+    pub reply: Sender<Result<Job, Error>>,
 }
 
 /// What a shard's queue carries.
@@ -32,7 +35,7 @@ pub(crate) enum Msg {
     /// Decide these.
     Batch(Job),
     /// Export the state as of the given instant.
-    Export(i64, Sender<StateExport>),
+    Export(i64, Sender<Result<StateExport, Error>>),
 }
 
 /// The shard's side of the queue, and its counters.
@@ -45,16 +48,30 @@ pub(crate) struct Shard {
     /// Batch slots free in the queue; the router reserves one per job, the shard gives it back
     /// when it takes the job.
     pub free_slots: Arc<AtomicUsize>,
+    /// The journal, when the engine is durable.
+    pub journal: Option<ShardJournal>,
 }
 
 impl Shard {
     /// Run until every sender is gone, deciding every job already queued.
     ///
     /// Each pass drains queued jobs until it holds `batch_max` requests (or the queue is
-    /// empty), decides them in one straight loop in queue order, then hands each job back.
-    pub fn run(mut self) {
+    /// empty), decides them in one straight loop in queue order, commits them to the
+    /// journal (one write, one fdatasync under `Durability::Sync`), and only then hands each
+    /// job back. If the journal fails, the pass is answered with the error instead of its
+    /// decisions, and so is everything queued after it: the shard's state is ahead of its
+    /// journal, so it must not decide anything more (the host restarts and recovers).
+    pub fn run(mut self) -> Result<(), Error> {
+        let result = self.serve();
+        if let Err(e) = &result {
+            self.refuse_rest(e);
+        }
+        result
+    }
+
+    fn serve(&mut self) -> Result<(), Error> {
         let mut pass: Vec<Job> = Vec::new();
-        while let Ok(msg) = self.rx.recv() {
+        while let Some(msg) = self.next_msg()? {
             let mut next = Some(msg);
             let mut requests = 0;
             while let Some(msg) = next.take() {
@@ -65,40 +82,87 @@ impl Shard {
                         pass.push(job);
                     }
                     Msg::Export(as_of_ns, reply) => {
-                        // Everything queued before the export is decided before it.
-                        self.decide_pass(&mut pass);
-                        let _ = reply.send(self.export(as_of_ns));
+                        // Everything queued before the export is decided (and durable)
+                        // before it.
+                        self.decide_pass(&mut pass)?;
+                        let _ = reply.send(Ok(self.export(as_of_ns)));
                     }
                 }
                 if requests < self.batch_max {
                     next = self.rx.try_recv().ok();
                 }
             }
-            self.decide_pass(&mut pass);
+            self.decide_pass(&mut pass)?;
+        }
+        match &mut self.journal {
+            Some(journal) => journal.finish(),
+            None => Ok(()),
         }
     }
 
-    /// Decide the jobs of one pass in order and hand each back to its submitter.
-    fn decide_pass(&mut self, pass: &mut Vec<Job>) {
-        for mut job in pass.drain(..) {
-            job.decisions.clear();
-            job.decisions.reserve(job.ops.len());
-            for (i, op) in job.ops.iter().enumerate() {
-                // Start loading the account and token a few requests ahead, so their
-                // cache misses overlap with deciding the requests in between.
-                if let Some(ahead) = job.ops.get(i + PREFETCH_DISTANCE) {
-                    self.store.prefetch(ahead.account, ahead.token);
-                }
-                let code = decide(&mut self.store, &self.times, op);
-                job.decisions.push(Decision {
-                    request_id: op.req.request_id,
-                    code,
-                });
+    /// The next message, or `None` once the queue is closed and empty. Under
+    /// `Durability::Async` an idle shard wakes every interval to sync a dirty tail.
+    fn next_msg(&mut self) -> Result<Option<Msg>, Error> {
+        let Some(journal) = self.journal.as_mut() else {
+            return Ok(self.rx.recv().ok());
+        };
+        while let Some(interval) = journal.idle_sync_interval() {
+            match self.rx.recv_timeout(interval) {
+                Ok(msg) => return Ok(Some(msg)),
+                Err(RecvTimeoutError::Disconnected) => return Ok(None),
+                Err(RecvTimeoutError::Timeout) => journal.sync_if_due()?,
             }
-            let reply = job.reply.clone();
-            // The submitter may have gone away (dropped its Pending); that is fine.
-            let _ = reply.send(job);
         }
+        // Nothing unsynced: nothing to wake up for until work comes.
+        Ok(self.rx.recv().ok())
+    }
+
+    /// After a journal failure: answer every job and export still coming with `error`,
+    /// deciding nothing, until the engine closes the queue.
+    fn refuse_rest(&mut self, error: &Error) {
+        if let Some(journal) = &mut self.journal {
+            journal.abandon();
+        }
+        while let Ok(msg) = self.rx.recv() {
+            match msg {
+                Msg::Batch(job) => {
+                    self.free_slots.fetch_add(1, Ordering::AcqRel);
+                    let _ = job.reply.send(Err(error.clone()));
+                }
+                Msg::Export(_, reply) => {
+                    let _ = reply.send(Err(error.clone()));
+                }
+            }
+        }
+    }
+
+    /// Decide the jobs of one pass in order, make them durable, and hand each back to its
+    /// submitter. Without a journal each job goes back as soon as it is decided.
+    fn decide_pass(&mut self, pass: &mut Vec<Job>) -> Result<(), Error> {
+        let Some(journal) = self.journal.as_mut() else {
+            for mut job in pass.drain(..) {
+                decide_job(&mut self.store, &self.times, &mut job, None);
+                release(job);
+            }
+            return Ok(());
+        };
+        if pass.is_empty() {
+            return Ok(());
+        }
+        for job in pass.iter_mut() {
+            decide_job(&mut self.store, &self.times, job, Some(&mut *journal));
+        }
+        // A decision is released only after its pass is durable.
+        if let Err(e) = journal.commit() {
+            for job in pass.drain(..) {
+                let _ = job.reply.send(Err(e.clone()));
+            }
+            return Err(e);
+        }
+        for job in pass.drain(..) {
+            release(job);
+        }
+        journal.after_commit(&self.store)
     }
 
     /// Accounts, holds and tokens as of `as_of_ns`, with the expiry rule applied to the view
@@ -164,4 +228,37 @@ impl Shard {
             tokens,
         }
     }
+}
+
+/// Decide a job's requests in order, journaling each with its decision.
+fn decide_job(
+    store: &mut Store,
+    times: &Times,
+    job: &mut Job,
+    mut journal: Option<&mut ShardJournal>,
+) {
+    job.decisions.clear();
+    job.decisions.reserve(job.ops.len());
+    for (i, op) in job.ops.iter().enumerate() {
+        // Start loading the account and token a few requests ahead, so their cache misses
+        // overlap with deciding the requests in between.
+        if let Some(ahead) = job.ops.get(i + PREFETCH_DISTANCE) {
+            store.prefetch(ahead.account, ahead.token);
+        }
+        let code = decide(store, times, op);
+        if let Some(journal) = journal.as_deref_mut() {
+            journal.push(&op.req, code);
+        }
+        job.decisions.push(Decision {
+            request_id: op.req.request_id,
+            code,
+        });
+    }
+}
+
+/// Hand a decided job back. The submitter may have gone away (dropped its Pending); that
+/// is fine.
+fn release(job: Job) {
+    let reply = job.reply.clone();
+    let _ = reply.send(Ok(job));
 }

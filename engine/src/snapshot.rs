@@ -6,8 +6,9 @@
 //! recovery restores the newest snapshot and replays the journal from record `s` on.
 //!
 //! # File layout (little-endian)
-//! A 64-byte header, the entries (accounts, tokens, holds, duplicate records, each a fixed
-//! size), then a 4-byte trailer: the crc32c of all the entry bytes.
+//! An 88-byte header, the entries (accounts, tokens, holds, duplicate records, then the two
+//! reclamation queues, each entry a fixed size), then a 4-byte trailer: the crc32c of all
+//! the entry bytes.
 //!
 //! | offset | size | header field |
 //! |---|---|---|
@@ -16,12 +17,15 @@
 //! | 10 | 2 | zero |
 //! | 12 | 4 | shard |
 //! | 16 | 8 | seq: journal records covered |
-//! | 24 | 8 | account count |
-//! | 32 | 8 | token count |
-//! | 40 | 8 | hold count |
-//! | 48 | 8 | duplicate record count |
-//! | 56 | 4 | zero |
-//! | 60 | 4 | crc32c of bytes 0..60 |
+//! | 24 | 8 | watermark: the latest `ts_ns` the shard had seen (i64) |
+//! | 32 | 8 | account count |
+//! | 40 | 8 | token count |
+//! | 48 | 8 | hold count |
+//! | 56 | 8 | duplicate record count |
+//! | 64 | 8 | hold reclamation queue length |
+//! | 72 | 8 | duplicate record reclamation queue length |
+//! | 80 | 4 | zero |
+//! | 84 | 4 | crc32c of bytes 0..84 |
 //!
 //! Entries (enum codes as in the journal's codec):
 //! - account, 74 bytes: id u64, balance i64, held i64, per_txn_limit i64, daily_limit i64,
@@ -33,6 +37,22 @@
 //!   fingerprint account_id u64, mcc u64, ref u64, amount mantissa i128, amount scale u8,
 //!   code u8, kind u8, token tag u8, currency u8 (0 none), flags u8 (bit 0 account_id
 //!   present, 1 amount present, 2 mcc present, 3 ref present, 4 final). Absent values are 0.
+//! - hold reclamation entry, 25 bytes, in queue order: until_ns i64, account_id u64,
+//!   request_id u64, live u8 (1: the entry will reclaim that ended hold of the image; 0: a
+//!   stale entry whose hold is already gone, kept because it still holds its place in the
+//!   queue; its ids are 0).
+//! - duplicate record reclamation entry, 24 bytes, in queue order: until_ns i64,
+//!   account_id u64, request_id u64.
+//!
+//! # Why the watermark and the queues are in the image
+//! Reclamation never changes a decision while `ts_ns` does not go backwards, so for such
+//! traffic the store could rebuild its queues from the holds and records alone. A host may
+//! submit time going backwards, though, and then *when* an entry is reclaimed is visible.
+//! Recovery replays the journal after a snapshot and refuses on any decision that comes out
+//! different, so a restored shard must behave exactly like the one that wrote the snapshot,
+//! for every input: the image keeps the watermark, both FIFO queues verbatim (stale entries
+//! included) and each account's open holds in its list order (that order decides the order
+//! holds expire in, hence their place in the queue).
 //!
 //! # A damaged newest snapshot is refused, not skipped
 //! Snapshots are renamed into place only after an fsync, so a crash never leaves a partial
@@ -43,9 +63,6 @@
 //! `keep_snapshots = 2`) keeps the previous snapshot and the whole journal since it, so
 //! moving the damaged file out of the directory and restarting recovers from the previous
 //! snapshot plus a longer replay. The refusal message says so.
-
-// Not called from the shard loop yet (issue 4): the lead hooks it in; remove this then.
-#![allow(dead_code)]
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
@@ -139,28 +156,71 @@ pub(crate) struct DupImage {
     pub fingerprint: FingerprintImage,
 }
 
+/// One entry of the hold reclamation queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct HoldReclaimImage {
+    /// When the hold stops being referable (`ended_ns + retention_ns`).
+    pub until_ns: i64,
+    /// `(account_id, request_id)` of the ended hold of the image this entry reclaims, or
+    /// `None` for a stale entry (its hold was replaced or reclaimed already).
+    pub hold: Option<(u64, u64)>,
+}
+
+/// One entry of the duplicate record reclamation queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DupReclaimImage {
+    /// When the record's window ends.
+    pub until_ns: i64,
+    pub account_id: u64,
+    pub request_id: u64,
+}
+
 /// One shard's logical state, keyed by account ids (not store indices), so it does not
 /// depend on how the store lays its tables out.
 ///
 /// Order: `accounts` and `tokens` in store index order (restoring them in this order gives
-/// the same indices); `holds` and `dups` in any order (sort them if byte-identical snapshots
-/// of equal states matter).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// the same indices); `holds` with each account's open holds in its open-list order (head
+/// first; `Store::to_image` writes every open hold first, then the ended ones by key); the
+/// queues in queue order (front first); `dups` in any order.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct ShardImage {
+    /// The latest `ts_ns` the shard had seen (`i64::MIN`: none yet).
+    pub watermark_ns: i64,
     pub accounts: Vec<AccountImage>,
     pub tokens: Vec<TokenImage>,
     pub holds: Vec<HoldImage>,
     pub dups: Vec<DupImage>,
+    pub hold_reclaim: Vec<HoldReclaimImage>,
+    pub dup_reclaim: Vec<DupReclaimImage>,
+}
+
+impl Default for ShardImage {
+    /// No entries, and no time seen yet.
+    fn default() -> Self {
+        ShardImage {
+            watermark_ns: i64::MIN,
+            accounts: Vec::new(),
+            tokens: Vec::new(),
+            holds: Vec::new(),
+            dups: Vec::new(),
+            hold_reclaim: Vec::new(),
+            dup_reclaim: Vec::new(),
+        }
+    }
 }
 
 const MAGIC: [u8; 8] = *b"PAYAUTHS";
 const VERSION: u16 = 1;
-const HEADER_BYTES: u64 = 64;
+const HEADER_BYTES: u64 = 88;
 const TRAILER_BYTES: u64 = 4;
 const ACCOUNT_BYTES: usize = 74;
 const TOKEN_BYTES: usize = 20;
 const HOLD_BYTES: usize = 73;
 const DUP_BYTES: usize = 78;
+const HOLD_RECLAIM_BYTES: usize = 25;
+const DUP_RECLAIM_BYTES: usize = 24;
+/// The largest entry: the size of the read buffer.
+const ENTRY_BYTES_MAX: usize = DUP_BYTES;
 
 const D_ACCOUNT: u8 = 1 << 0;
 const D_AMOUNT: u8 = 1 << 1;
@@ -253,7 +313,67 @@ impl ShardImage {
                 }
             }
         }
+        // Each ended hold has exactly one live entry in the hold queue (the one its ending
+        // pushed), and a live entry names an ended hold.
+        let mut ended: HashMap<(u64, u64), bool> = self
+            .holds
+            .iter()
+            .filter(|h| h.status != HoldStatus::Open)
+            .map(|h| ((h.account_id, h.request_id), false))
+            .collect();
+        for e in &self.hold_reclaim {
+            let Some(key) = e.hold else { continue };
+            match ended.get_mut(&key) {
+                Some(seen @ false) => *seen = true,
+                Some(true) => {
+                    return Err(format!(
+                        "hold ({}, {}) has two live reclamation entries",
+                        key.0, key.1
+                    ))
+                }
+                None => {
+                    return Err(format!(
+                        "a reclamation entry names hold ({}, {}), which is not an ended hold \
+                         of the image",
+                        key.0, key.1
+                    ))
+                }
+            }
+        }
+        if let Some((key, _)) = ended.iter().find(|(_, seen)| !**seen) {
+            return Err(format!(
+                "ended hold ({}, {}) has no reclamation entry",
+                key.0, key.1
+            ));
+        }
+        for e in &self.dup_reclaim {
+            if !held.contains_key(&e.account_id) {
+                return Err(format!(
+                    "a reclamation entry names duplicate record ({}, {}): account not in \
+                     the image",
+                    e.account_id, e.request_id
+                ));
+            }
+        }
         Ok(())
+    }
+}
+
+impl ShardImage {
+    /// The image with the entries whose order means nothing sorted: ended holds by key
+    /// after every open hold (open holds keep their order, which is each account's list
+    /// order), duplicate records by key. Equal canonical images are stores that decide
+    /// every later request alike; tests compare them.
+    #[cfg(test)]
+    pub(crate) fn canonical(mut self) -> ShardImage {
+        // Stable, so open holds stay in list order.
+        self.holds.sort_by_key(|h| match h.status {
+            HoldStatus::Open => (false, 0, 0),
+            _ => (true, h.account_id, h.request_id),
+        });
+        self.dups
+            .sort_unstable_by_key(|d| (d.account_id, d.request_id));
+        self
     }
 }
 
@@ -470,6 +590,44 @@ fn decode_dup(b: &[u8]) -> Result<DupImage, String> {
     })
 }
 
+fn encode_hold_reclaim(out: &mut Vec<u8>, e: &HoldReclaimImage) {
+    let mut w = Writer(out);
+    w.i64(e.until_ns);
+    let (account_id, request_id) = e.hold.unwrap_or((0, 0));
+    w.u64(account_id);
+    w.u64(request_id);
+    w.u8(u8::from(e.hold.is_some()));
+}
+
+fn decode_hold_reclaim(b: &[u8]) -> Result<HoldReclaimImage, String> {
+    let mut r = Reader::new(b);
+    let until_ns = r.i64();
+    let key = (r.u64(), r.u64());
+    let hold = match r.u8() {
+        1 => Some(key),
+        0 if key == (0, 0) => None,
+        0 => return Err("a stale entry with nonzero ids".into()),
+        v => return Err(format!("live flag {v} is not 0 or 1")),
+    };
+    Ok(HoldReclaimImage { until_ns, hold })
+}
+
+fn encode_dup_reclaim(out: &mut Vec<u8>, e: &DupReclaimImage) {
+    let mut w = Writer(out);
+    w.i64(e.until_ns);
+    w.u64(e.account_id);
+    w.u64(e.request_id);
+}
+
+fn decode_dup_reclaim(b: &[u8]) -> DupReclaimImage {
+    let mut r = Reader::new(b);
+    DupReclaimImage {
+        until_ns: r.i64(),
+        account_id: r.u64(),
+        request_id: r.u64(),
+    }
+}
+
 fn header(shard: u32, seq: u64, image: &ShardImage) -> [u8; HEADER_BYTES as usize] {
     let mut v = Vec::with_capacity(HEADER_BYTES as usize);
     v.extend_from_slice(&MAGIC);
@@ -478,18 +636,21 @@ fn header(shard: u32, seq: u64, image: &ShardImage) -> [u8; HEADER_BYTES as usiz
     w.u16(0);
     w.u32(shard);
     w.u64(seq);
+    w.i64(image.watermark_ns);
     for n in [
         image.accounts.len(),
         image.tokens.len(),
         image.holds.len(),
         image.dups.len(),
+        image.hold_reclaim.len(),
+        image.dup_reclaim.len(),
     ] {
         w.u64(n as u64);
     }
     w.u32(0);
     let crc = crc32c::crc32c(&v);
     Writer(&mut v).u32(crc);
-    v.try_into().expect("64 bytes")
+    v.try_into().expect("88 bytes")
 }
 
 /// Write the whole snapshot file to `out` (header, entries, trailer); entries are streamed
@@ -518,6 +679,14 @@ fn write_image<W: Write>(out: &mut W, shard: u32, seq: u64, image: &ShardImage) 
     }
     for d in &image.dups {
         encode_dup(&mut buf, d);
+        put(&mut buf, out)?;
+    }
+    for e in &image.hold_reclaim {
+        encode_hold_reclaim(&mut buf, e);
+        put(&mut buf, out)?;
+    }
+    for e in &image.dup_reclaim {
+        encode_dup_reclaim(&mut buf, e);
         put(&mut buf, out)?;
     }
     out.write_all(&crc.to_le_bytes())
@@ -550,20 +719,21 @@ fn read_image<R: Read>(input: &mut R, len: u64) -> Result<(u32, u64, ShardImage)
     if h[..8] != MAGIC {
         return Err(corrupt(0, "not a payauth snapshot (bad magic)".into()));
     }
-    let stored = u32::from_le_bytes(h[60..64].try_into().expect("4 bytes"));
-    let actual = crc32c::crc32c(&h[..60]);
+    let stored = u32::from_le_bytes(h[84..88].try_into().expect("4 bytes"));
+    let actual = crc32c::crc32c(&h[..84]);
     if stored != actual {
         return Err(corrupt(
-            60,
+            84,
             format!("snapshot header checksum mismatch (stored {stored:#010x}, computed {actual:#010x})"),
         ));
     }
-    let mut r = Reader::new(&h[8..60]);
+    let mut r = Reader::new(&h[8..84]);
     let version = r.u16();
     let zero = r.u16();
     let shard = r.u32();
     let seq = r.u64();
-    let counts = [r.u64(), r.u64(), r.u64(), r.u64()];
+    let watermark_ns = r.i64();
+    let counts = [r.u64(), r.u64(), r.u64(), r.u64(), r.u64(), r.u64()];
     let zero2 = r.u32();
     if version != VERSION || zero != 0 || zero2 != 0 {
         return Err(corrupt(
@@ -571,7 +741,14 @@ fn read_image<R: Read>(input: &mut R, len: u64) -> Result<(u32, u64, ShardImage)
             format!("snapshot format version {version}; this build reads {VERSION}"),
         ));
     }
-    let sizes = [ACCOUNT_BYTES, TOKEN_BYTES, HOLD_BYTES, DUP_BYTES];
+    let sizes = [
+        ACCOUNT_BYTES,
+        TOKEN_BYTES,
+        HOLD_BYTES,
+        DUP_BYTES,
+        HOLD_RECLAIM_BYTES,
+        DUP_RECLAIM_BYTES,
+    ];
     let body = counts.iter().zip(sizes).try_fold(0u64, |acc, (&n, size)| {
         n.checked_mul(size as u64)?.checked_add(acc)
     });
@@ -584,22 +761,26 @@ fn read_image<R: Read>(input: &mut R, len: u64) -> Result<(u32, u64, ShardImage)
     }
     let mut crc = 0u32;
     let mut offset = HEADER_BYTES;
-    let mut entry = [0u8; DUP_BYTES];
+    let mut entry = [0u8; ENTRY_BYTES_MAX];
     let mut next = |input: &mut R,
                     size: usize,
                     offset: &mut u64|
-     -> Result<(u64, [u8; DUP_BYTES]), ReadError> {
+     -> Result<(u64, [u8; ENTRY_BYTES_MAX]), ReadError> {
         input.read_exact(&mut entry[..size])?;
         crc = crc32c::crc32c_append(crc, &entry[..size]);
         let at = *offset;
         *offset += size as u64;
         Ok((at, entry))
     };
+    // The counts are bounded by the file's length (checked above).
     let mut image = ShardImage {
+        watermark_ns,
         accounts: Vec::with_capacity(counts[0] as usize),
         tokens: Vec::with_capacity(counts[1] as usize),
         holds: Vec::with_capacity(counts[2] as usize),
         dups: Vec::with_capacity(counts[3] as usize),
+        hold_reclaim: Vec::with_capacity(counts[4] as usize),
+        dup_reclaim: Vec::with_capacity(counts[5] as usize),
     };
     for _ in 0..counts[0] {
         let (at, b) = next(input, ACCOUNT_BYTES, &mut offset)?;
@@ -627,6 +808,19 @@ fn read_image<R: Read>(input: &mut R, len: u64) -> Result<(u32, u64, ShardImage)
                 .map_err(|m| corrupt(at, format!("duplicate record: {m}")))?,
         );
     }
+    for _ in 0..counts[4] {
+        let (at, b) = next(input, HOLD_RECLAIM_BYTES, &mut offset)?;
+        image.hold_reclaim.push(
+            decode_hold_reclaim(&b[..HOLD_RECLAIM_BYTES])
+                .map_err(|m| corrupt(at, format!("hold reclamation entry: {m}")))?,
+        );
+    }
+    for _ in 0..counts[5] {
+        let (_, b) = next(input, DUP_RECLAIM_BYTES, &mut offset)?;
+        image
+            .dup_reclaim
+            .push(decode_dup_reclaim(&b[..DUP_RECLAIM_BYTES]));
+    }
     let mut trailer = [0u8; 4];
     input.read_exact(&mut trailer)?;
     let stored = u32::from_le_bytes(trailer);
@@ -645,9 +839,10 @@ fn read_image<R: Read>(input: &mut R, len: u64) -> Result<(u32, u64, ShardImage)
 /// `root/shard-{k}/snapshot-{seq:020}.snap`: checked with [`ShardImage::check`], written to
 /// a temporary, fsynced, renamed, and the directory fsynced. Returns the file's path.
 ///
-/// Runs on any thread: the shard builds the image between passes (right after a commit,
-/// with `seq = writer.next_seq()`), hands it off, and keeps deciding while this writes.
-/// Then call `journal::prune_shard(root, shard, 2)`.
+/// Runs on any thread: the shard freezes its store between passes (a clone, right after a
+/// commit, with `seq = writer.next_seq()`) and keeps deciding while a background thread
+/// builds the image from the copy, writes it here, then calls `journal::prune_shard(root,
+/// shard, 2)` (see `durable::ShardJournal::after_commit`).
 pub(crate) fn write_snapshot(
     root: &Path,
     shard: usize,
@@ -857,19 +1052,47 @@ pub(crate) mod tests {
             )
     }
 
+    fn any_hold_reclaim() -> impl Strategy<Value = HoldReclaimImage> {
+        (
+            any::<i64>(),
+            proptest::option::of((any::<u64>(), any::<u64>())),
+        )
+            .prop_map(|(until_ns, hold)| HoldReclaimImage { until_ns, hold })
+    }
+
+    fn any_dup_reclaim() -> impl Strategy<Value = DupReclaimImage> {
+        (any::<i64>(), any::<u64>(), any::<u64>()).prop_map(|(until_ns, account_id, request_id)| {
+            DupReclaimImage {
+                until_ns,
+                account_id,
+                request_id,
+            }
+        })
+    }
+
     pub(crate) fn any_image() -> impl Strategy<Value = ShardImage> {
         (
+            any::<i64>(),
             proptest::collection::vec(any_account(), 0..6),
             proptest::collection::vec(any_token(), 0..6),
             proptest::collection::vec(any_hold(), 0..6),
             proptest::collection::vec(any_dup(), 0..6),
+            proptest::collection::vec(any_hold_reclaim(), 0..6),
+            proptest::collection::vec(any_dup_reclaim(), 0..6),
         )
-            .prop_map(|(accounts, tokens, holds, dups)| ShardImage {
-                accounts,
-                tokens,
-                holds,
-                dups,
-            })
+            .prop_map(
+                |(watermark_ns, accounts, tokens, holds, dups, hold_reclaim, dup_reclaim)| {
+                    ShardImage {
+                        watermark_ns,
+                        accounts,
+                        tokens,
+                        holds,
+                        dups,
+                        hold_reclaim,
+                        dup_reclaim,
+                    }
+                },
+            )
     }
 
     fn encode(shard: u32, seq: u64, image: &ShardImage) -> Vec<u8> {
@@ -939,6 +1162,7 @@ pub(crate) mod tests {
             status,
         };
         ShardImage {
+            watermark_ns: 7,
             accounts: vec![account(1, 2500), account(2, 0)],
             tokens: vec![TokenImage {
                 dpan: "6200000000000001".parse().unwrap(),
@@ -967,6 +1191,28 @@ pub(crate) mod tests {
                     is_final: false,
                 },
             }],
+            hold_reclaim: vec![
+                HoldReclaimImage {
+                    until_ns: 3,
+                    hold: None,
+                },
+                HoldReclaimImage {
+                    until_ns: 6,
+                    hold: Some((2, 12)),
+                },
+            ],
+            dup_reclaim: vec![
+                DupReclaimImage {
+                    until_ns: 4,
+                    account_id: 2,
+                    request_id: 99,
+                },
+                DupReclaimImage {
+                    until_ns: 8,
+                    account_id: 1,
+                    request_id: 10,
+                },
+            ],
         }
     }
 
@@ -975,7 +1221,17 @@ pub(crate) mod tests {
         let good = sample_image();
         assert_eq!(good.check(), Ok(()));
         type Damage = fn(&mut ShardImage);
-        let cases: [(&str, Damage); 6] = [
+        let cases: [(&str, Damage); 10] = [
+            ("no reclamation entry", |i| i.hold_reclaim.clear()),
+            ("two live reclamation entries", |i| {
+                i.hold_reclaim[0].hold = Some((2, 12))
+            }),
+            ("not an ended hold", |i| {
+                i.hold_reclaim[0].hold = Some((1, 10))
+            }),
+            ("account not in the image", |i| {
+                i.dup_reclaim[0].account_id = 3
+            }),
             ("held", |i| i.accounts[0].held_minor += 1),
             ("appears twice", |i| i.accounts[1].id = 1),
             ("not in the image", |i| i.tokens[0].account_id = 3),

@@ -11,12 +11,16 @@ use crate::api::{
     AccountStatus, AmountKey, Code, Currency, Dpan, HoldStatus, Kind, Request, TokenField,
     TokenStatus,
 };
+use crate::snapshot::{
+    expiry_from_expired_from_ns, AccountImage, DupImage, DupReclaimImage, FingerprintImage,
+    HoldImage, HoldReclaimImage, ShardImage, TokenImage,
+};
 
 /// "No index" in the intrusive lists.
 pub(crate) const NIL: u32 = u32::MAX;
 
 /// An account and its day counters. Money in minor units of `currency`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct Account {
     pub id: u64,
     pub currency: Currency,
@@ -58,7 +62,7 @@ impl Account {
 }
 
 /// A token owned by this shard (its account is in this shard).
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct Token {
     pub dpan: Dpan,
     pub account: u32,
@@ -70,7 +74,7 @@ pub(crate) struct Token {
 }
 
 /// A hold: created by an approved authorize.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct Hold {
     pub account: u32,
     pub request_id: u64,
@@ -134,14 +138,41 @@ const F_AMOUNT_NEGATIVE: u8 = 1 << 7;
 
 impl Fingerprint {
     /// The fingerprint of `req`, whose amount the router normalized into `amount`.
+    #[inline]
     pub fn of(req: &Request, amount: Option<AmountKey>) -> Fingerprint {
+        Fingerprint::from_fields(
+            req.kind,
+            req.token,
+            req.account_id,
+            amount.map(AmountKey::parts),
+            req.currency,
+            req.mcc,
+            req.reference,
+            req.is_final,
+        )
+    }
+
+    /// Pack the compared fields; `amount` is normalized `(mantissa, scale)` as in
+    /// [`AmountKey::parts`].
+    #[allow(clippy::too_many_arguments)] // one argument per compared field, named at each call
+    #[inline]
+    fn from_fields(
+        kind: Kind,
+        token: TokenField,
+        account_id: Option<u64>,
+        amount: Option<(i128, u32)>,
+        currency: Option<Currency>,
+        mcc: Option<u64>,
+        reference: Option<u64>,
+        is_final: bool,
+    ) -> Fingerprint {
         let mut flags = 0;
         let mut bit = |present: bool, f: u8| {
             if present {
                 flags |= f;
             }
         };
-        let token = match req.token {
+        let token = match token {
             TokenField::Empty => 0,
             TokenField::Dpan(d) => {
                 bit(true, F_TOKEN_DPAN);
@@ -152,25 +183,25 @@ impl Fingerprint {
                 h
             }
         };
-        bit(req.account_id.is_some(), F_ACCOUNT);
+        bit(account_id.is_some(), F_ACCOUNT);
         bit(amount.is_some(), F_AMOUNT);
-        bit(req.mcc.is_some(), F_MCC);
-        bit(req.reference.is_some(), F_REF);
-        bit(req.is_final, F_FINAL);
-        let (mantissa, scale) = amount.map_or((0, 0), |a| a.parts());
+        bit(mcc.is_some(), F_MCC);
+        bit(reference.is_some(), F_REF);
+        bit(is_final, F_FINAL);
+        let (mantissa, scale) = amount.unwrap_or((0, 0));
         bit(mantissa < 0, F_AMOUNT_NEGATIVE);
         let magnitude = mantissa.unsigned_abs();
         Fingerprint {
             token,
-            account_id: req.account_id.unwrap_or(0),
-            mcc: req.mcc.unwrap_or(0),
-            reference: req.reference.unwrap_or(0),
+            account_id: account_id.unwrap_or(0),
+            mcc: mcc.unwrap_or(0),
+            reference: reference.unwrap_or(0),
             amount_lo: magnitude as u64,
             // A Decimal mantissa is below 2^96 in magnitude, so this is exact.
             amount_hi: (magnitude >> 64) as u32,
             amount_scale: scale as u8,
-            kind: req.kind as u8,
-            currency: req.currency.map_or(0, |c| {
+            kind: kind as u8,
+            currency: currency.map_or(0, |c| {
                 1 + Currency::ALL.iter().position(|&x| x == c).unwrap_or(0) as u8
             }),
             flags,
@@ -180,6 +211,59 @@ impl Fingerprint {
     /// True when the request that left this was an `authorize`.
     pub fn is_authorize(&self) -> bool {
         self.kind == Kind::Authorize as u8
+    }
+
+    /// The fields unpacked, for a snapshot.
+    pub fn to_image(self) -> FingerprintImage {
+        let has = |f: u8| self.flags & f != 0;
+        let token = if has(F_TOKEN_DPAN) {
+            TokenField::Dpan(
+                Dpan::from_u64(self.token).expect("the DPAN flag is only set from a valid DPAN"),
+            )
+        } else if has(F_TOKEN_OTHER) {
+            TokenField::Other(self.token)
+        } else {
+            TokenField::Empty
+        };
+        let amount = has(F_AMOUNT).then(|| {
+            // Below 2^96, so the cast to i128 is exact.
+            let magnitude = (u128::from(self.amount_hi) << 64 | u128::from(self.amount_lo)) as i128;
+            let mantissa = if has(F_AMOUNT_NEGATIVE) {
+                -magnitude
+            } else {
+                magnitude
+            };
+            (mantissa, u32::from(self.amount_scale))
+        });
+        FingerprintImage {
+            // `kind` was stored as `Kind as u8`, which is the kind's index in `Kind::ALL`.
+            kind: Kind::ALL[usize::from(self.kind)],
+            token,
+            account_id: has(F_ACCOUNT).then_some(self.account_id),
+            amount,
+            currency: match self.currency {
+                0 => None,
+                n => Some(Currency::ALL[usize::from(n - 1)]),
+            },
+            mcc: has(F_MCC).then_some(self.mcc),
+            reference: has(F_REF).then_some(self.reference),
+            is_final: has(F_FINAL),
+        }
+    }
+
+    /// Pack a snapshot's fingerprint; the exact inverse of [`Fingerprint::to_image`] for a
+    /// normalized amount (which `ShardImage::check` demands).
+    pub fn from_image(image: &FingerprintImage) -> Fingerprint {
+        Fingerprint::from_fields(
+            image.kind,
+            image.token,
+            image.account_id,
+            image.amount,
+            image.currency,
+            image.mcc,
+            image.reference,
+            image.is_final,
+        )
     }
 }
 
@@ -195,6 +279,10 @@ pub(crate) struct DupRecord {
 pub(crate) type Key = (u32, u64);
 
 /// One shard's whole state.
+///
+/// `Clone` copies every table (all plain data, so it is close to a memcpy): that is how a
+/// snapshot freezes the state on the shard thread and converts it elsewhere.
+#[derive(Clone)]
 pub(crate) struct Store {
     pub accounts: Vec<Account>,
     pub tokens: Vec<Token>,
@@ -370,6 +458,10 @@ impl Store {
                 break;
             }
             self.hold_reclaim.pop_front();
+            if slot == NIL {
+                // A stale entry restored from a snapshot: it only kept its place in line.
+                continue;
+            }
             let h = &self.holds[slot as usize];
             if h.generation == generation && h.status != HoldStatus::Open {
                 let key = (h.account, h.request_id);
@@ -403,6 +495,277 @@ impl Store {
     /// Holds the table currently tracks.
     pub fn hold_count(&self) -> usize {
         self.hold_index.len()
+    }
+
+    /// The shard's logical state as a snapshot image: everything a restored store needs to
+    /// behave exactly like this one, for any later input (see `crate::snapshot` for why the
+    /// watermark, the reclamation queues and the open-list order are part of it).
+    ///
+    /// Runs on the shard thread, so it only copies (one pass over each table): open holds
+    /// come first, account by account in open-list order, then the ended holds and the
+    /// duplicate records in table order. [`ShardImage::canonical`] sorts those for
+    /// comparisons; a snapshot file does not need it.
+    pub fn to_image(&self) -> ShardImage {
+        let account_id = |index: u32| self.accounts[index as usize].id;
+        let accounts = self
+            .accounts
+            .iter()
+            .map(|a| AccountImage {
+                id: a.id,
+                currency: a.currency,
+                balance_minor: a.balance_minor,
+                held_minor: a.held_minor,
+                status: a.status,
+                per_txn_limit_minor: a.per_txn_limit_minor,
+                daily_limit_minor: a.daily_limit_minor,
+                daily_count_limit: a.daily_count_limit,
+                day: a.day,
+                day_amount_minor: a.day_amount_minor,
+                day_count: a.day_count,
+            })
+            .collect();
+        let tokens = self
+            .tokens
+            .iter()
+            .map(|t| TokenImage {
+                dpan: t.dpan,
+                account_id: account_id(t.account),
+                status: t.status,
+                expiry: expiry_from_expired_from_ns(t.expired_from_ns)
+                    .expect("a token's expiry instant comes from an Expiry"),
+            })
+            .collect();
+        let hold_image = |h: &Hold| HoldImage {
+            account_id: account_id(h.account),
+            request_id: h.request_id,
+            authorized_minor: h.authorized_minor,
+            captured_minor: h.captured_minor,
+            voided_minor: h.voided_minor,
+            refunded_minor: h.refunded_minor,
+            expires_at_ns: h.expires_at_ns,
+            ended_ns: h.ended_ns,
+            day: h.day,
+            status: h.status,
+        };
+        let mut holds = Vec::with_capacity(self.hold_index.len());
+        for a in &self.accounts {
+            let mut slot = a.open_head;
+            while slot != NIL {
+                let h = &self.holds[slot as usize];
+                holds.push(hold_image(h));
+                slot = h.next_open;
+            }
+        }
+        holds.extend(
+            self.holds_iter()
+                .filter(|h| h.status != HoldStatus::Open)
+                .map(hold_image),
+        );
+        debug_assert_eq!(holds.len(), self.hold_index.len());
+        let dups = self
+            .dups
+            .iter()
+            .map(|(&(account, request_id), r)| DupImage {
+                account_id: account_id(account),
+                request_id,
+                ts_ns: r.ts_ns,
+                code: r.code,
+                fingerprint: r.fingerprint.to_image(),
+            })
+            .collect();
+        let hold_reclaim = self
+            .hold_reclaim
+            .iter()
+            .map(|&(until_ns, slot, generation)| HoldReclaimImage {
+                until_ns,
+                hold: self
+                    .live_reclaim_entry(slot, generation)
+                    .map(|h| (account_id(h.account), h.request_id)),
+            })
+            .collect();
+        let dup_reclaim = self
+            .dup_reclaim
+            .iter()
+            .map(|&(until_ns, account, request_id)| DupReclaimImage {
+                until_ns,
+                account_id: account_id(account),
+                request_id,
+            })
+            .collect();
+        ShardImage {
+            watermark_ns: self.watermark_ns,
+            accounts,
+            tokens,
+            holds,
+            dups,
+            hold_reclaim,
+            dup_reclaim,
+        }
+    }
+
+    /// The ended hold a hold-queue entry will reclaim, or `None` when the entry is stale
+    /// (exactly the test [`Store::advance`] makes when the entry reaches the front).
+    fn live_reclaim_entry(&self, slot: u32, generation: u32) -> Option<&Hold> {
+        let h = self.holds.get(slot as usize)?;
+        let live = slot != NIL
+            && h.generation == generation
+            && h.status != HoldStatus::Open
+            && self.hold_index.get(&(h.account, h.request_id)) == Some(&slot);
+        live.then_some(h)
+    }
+
+    /// Rebuild a store from an image that passed `ShardImage::check` (as every image
+    /// `snapshot::read_snapshot` returns has): accounts and tokens at the image's indices,
+    /// each account's token list as `router::Directory::build` links it, the hold slab with
+    /// its index and the open lists in the image's order, `next_expiry_ns` (exact), the
+    /// duplicate records, both reclamation queues entry for entry, and the watermark.
+    ///
+    /// The result decides every later request exactly as the store the image was taken
+    /// from would (slab slots and generations differ, which nothing observes). Tables are
+    /// pre-sized for `holds_hint` holds, or the image's size if larger.
+    pub fn from_image(image: &ShardImage, holds_hint: usize) -> Result<Store, String> {
+        let mut account_index: FxHashMap<u64, u32> =
+            FxHashMap::with_capacity_and_hasher(image.accounts.len(), Default::default());
+        let mut accounts = Vec::with_capacity(image.accounts.len());
+        for a in &image.accounts {
+            let index = u32::try_from(accounts.len())
+                .ok()
+                .filter(|&i| i != NIL)
+                .ok_or("more than 2^32-1 accounts in one shard")?;
+            if account_index.insert(a.id, index).is_some() {
+                return Err(format!("account {} appears twice", a.id));
+            }
+            accounts.push(Account {
+                id: a.id,
+                currency: a.currency,
+                balance_minor: a.balance_minor,
+                held_minor: a.held_minor,
+                status: a.status,
+                per_txn_limit_minor: a.per_txn_limit_minor,
+                daily_limit_minor: a.daily_limit_minor,
+                daily_count_limit: a.daily_count_limit,
+                day: a.day,
+                day_amount_minor: a.day_amount_minor,
+                day_count: a.day_count,
+                next_expiry_ns: i64::MAX,
+                open_head: NIL,
+                token_head: NIL,
+            });
+        }
+        let index_of = |id: u64, what: &dyn Fn() -> String| {
+            account_index
+                .get(&id)
+                .copied()
+                .ok_or_else(|| format!("{}: account {id} is not in the image", what()))
+        };
+        let mut tokens = Vec::with_capacity(image.tokens.len());
+        for t in &image.tokens {
+            let index = u32::try_from(tokens.len())
+                .ok()
+                .filter(|&i| i != NIL)
+                .ok_or("more than 2^32-1 tokens in one shard")?;
+            let account = index_of(t.account_id, &|| format!("token {}", t.dpan))?;
+            // Linked at the head in index order, as the router links them at load.
+            let acct = &mut accounts[account as usize];
+            tokens.push(Token {
+                dpan: t.dpan,
+                account,
+                status: t.status,
+                expired_from_ns: t.expiry.expired_from_ns(),
+                next_in_account: acct.token_head,
+            });
+            acct.token_head = index;
+        }
+        let hint = holds_hint.max(image.holds.len());
+        let mut store = Store::new(accounts, tokens, hint);
+        store.dups.reserve(image.dups.len());
+        // Open holds are appended at the tail of their account's list, so the list comes
+        // back in image order.
+        let mut tails = vec![NIL; store.accounts.len()];
+        for h in &image.holds {
+            let what = || format!("hold ({}, {})", h.account_id, h.request_id);
+            let account = index_of(h.account_id, &what)?;
+            let slot = u32::try_from(store.holds.len())
+                .ok()
+                .filter(|&s| s != NIL)
+                .ok_or("more than 2^32-1 holds in one shard")?;
+            let open = h.status == HoldStatus::Open;
+            let prev_open = if open { tails[account as usize] } else { NIL };
+            store.holds.push(Hold {
+                account,
+                request_id: h.request_id,
+                authorized_minor: h.authorized_minor,
+                captured_minor: h.captured_minor,
+                voided_minor: h.voided_minor,
+                refunded_minor: h.refunded_minor,
+                expires_at_ns: h.expires_at_ns,
+                ended_ns: h.ended_ns,
+                day: h.day,
+                status: h.status,
+                prev_open,
+                next_open: NIL,
+                generation: 0,
+            });
+            if store
+                .hold_index
+                .insert((account, h.request_id), slot)
+                .is_some()
+            {
+                return Err(format!("{} appears twice", what()));
+            }
+            if open {
+                if prev_open == NIL {
+                    store.accounts[account as usize].open_head = slot;
+                } else {
+                    store.holds[prev_open as usize].next_open = slot;
+                }
+                tails[account as usize] = slot;
+                let acct = &mut store.accounts[account as usize];
+                acct.next_expiry_ns = acct.next_expiry_ns.min(h.expires_at_ns);
+            }
+        }
+        for d in &image.dups {
+            let what = || format!("duplicate record ({}, {})", d.account_id, d.request_id);
+            let account = index_of(d.account_id, &what)?;
+            let record = DupRecord {
+                ts_ns: d.ts_ns,
+                code: d.code,
+                fingerprint: Fingerprint::from_image(&d.fingerprint),
+            };
+            if store.dups.insert((account, d.request_id), record).is_some() {
+                return Err(format!("{} appears twice", what()));
+            }
+        }
+        store.hold_reclaim.reserve(image.hold_reclaim.len());
+        for e in &image.hold_reclaim {
+            let slot = match e.hold {
+                None => NIL,
+                Some((account_id, request_id)) => {
+                    let what = || format!("reclamation entry of hold ({account_id}, {request_id})");
+                    let account = index_of(account_id, &what)?;
+                    store
+                        .find_hold((account, request_id))
+                        .filter(|&s| store.hold(s).status != HoldStatus::Open)
+                        .ok_or_else(|| format!("{}: no such ended hold", what()))?
+                }
+            };
+            store.hold_reclaim.push_back((e.until_ns, slot, 0));
+        }
+        store.dup_reclaim.reserve(image.dup_reclaim.len());
+        for e in &image.dup_reclaim {
+            let what = || {
+                format!(
+                    "reclamation entry of duplicate record ({}, {})",
+                    e.account_id, e.request_id
+                )
+            };
+            let account = index_of(e.account_id, &what)?;
+            store
+                .dup_reclaim
+                .push_back((e.until_ns, account, e.request_id));
+        }
+        store.watermark_ns = image.watermark_ns;
+        Ok(store)
     }
 }
 
@@ -486,6 +849,273 @@ mod tests {
             assert_ne!(fp(&base), fp(v), "variant {i} must differ");
             for (j, w) in variants.iter().enumerate() {
                 assert_eq!(i == j, fp(v) == fp(w), "variants {i} and {j}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod image_tests {
+    //! Store <-> image: the round trip is exact, and a store restored from an image taken
+    //! at any point decides the rest of the traffic exactly as the original does, ending in
+    //! the same state, including reclamation state, even when time goes backwards.
+
+    use super::*;
+    use crate::api::{AccountSpec, Expiry, TokenSpec, NS_PER_DAY};
+    use crate::router::{Directory, Resolved};
+    use crate::rules::{decide, Routed, Times};
+    use proptest::prelude::*;
+    use rust_decimal::Decimal;
+
+    /// 2026-11-10 12:00 UTC.
+    const T0: i64 = 1_794_312_000_000_000_000;
+    const TOKENS: [(u64, u64, TokenStatus); 6] = [
+        (4_000_000_000_000_011, 1, TokenStatus::Active),
+        (4_000_000_000_000_012, 1, TokenStatus::Suspended),
+        (4_000_000_000_000_021, 2, TokenStatus::Active),
+        (4_000_000_000_000_022, 2, TokenStatus::Active),
+        (4_000_000_000_000_031, 3, TokenStatus::Active),
+        (4_000_000_000_000_041, 4, TokenStatus::Active),
+    ];
+
+    fn currency_of(account_id: u64) -> Currency {
+        if account_id == 2 {
+            Currency::Jpy
+        } else {
+            Currency::Cny
+        }
+    }
+
+    fn universe() -> (Vec<AccountSpec>, Vec<TokenSpec>) {
+        let d = |s: &str| Decimal::from_str_exact(s).unwrap();
+        let account = |id, balance: &str, status, daily: Option<&str>, count| AccountSpec {
+            account_id: id,
+            currency: currency_of(id),
+            balance: d(balance),
+            status,
+            per_txn_limit: None,
+            daily_limit: daily.map(d),
+            daily_count_limit: count,
+        };
+        let accounts = vec![
+            account(1, "1000.00", AccountStatus::Active, Some("600.00"), Some(5)),
+            account(2, "50000", AccountStatus::Active, None, None),
+            account(3, "100.00", AccountStatus::Frozen, None, None),
+            account(4, "20.00", AccountStatus::Closed, None, None),
+        ];
+        let tokens = TOKENS
+            .iter()
+            .map(|&(dpan, account_id, status)| TokenSpec {
+                token: Dpan::from_u64(dpan).unwrap(),
+                account_id,
+                status,
+                expiry: Expiry::new(2030, 12).unwrap(),
+            })
+            .collect();
+        (accounts, tokens)
+    }
+
+    fn kind() -> impl Strategy<Value = Kind> {
+        prop_oneof![
+            6 => Just(Kind::Authorize),
+            2 => Just(Kind::Increment),
+            4 => Just(Kind::Capture),
+            3 => Just(Kind::Void),
+            2 => Just(Kind::Refund),
+            1 => Just(Kind::Credit),
+            2 => prop::sample::select(Kind::ALL.to_vec()),
+        ]
+    }
+
+    /// Steps in ns against a TTL of 100, a window of 30 and a retention of 0 or 50: most
+    /// small, some past every period, some backwards, some a whole day (new day counters).
+    fn step() -> impl Strategy<Value = i64> {
+        prop_oneof![
+            3 => Just(0i64),
+            4 => 1i64..10,
+            3 => 25i64..60,
+            1 => Just(-80i64),
+            1 => Just(NS_PER_DAY),
+        ]
+    }
+
+    /// A request row: (step, kind, request id, token index, account id, amount, currency
+    /// choice, ref, final).
+    fn traffic() -> impl Strategy<Value = Vec<Request>> {
+        let row = (
+            step(),
+            kind(),
+            0u64..12,
+            0usize..TOKENS.len(),
+            1u64..=5,
+            prop_oneof![1 => Just(None), 8 => (1i64..40_000).prop_map(Some), 1 => Just(Some(0))],
+            0u8..20,
+            prop_oneof![1 => Just(None), 6 => (0u64..12).prop_map(Some)],
+            any::<bool>(),
+        );
+        prop::collection::vec(row, 1..120).prop_map(|rows| {
+            let mut ts = T0;
+            rows.into_iter()
+                .map(
+                    |(step, kind, id, t, account_id, minor, cur, reference, fin)| {
+                        ts += step;
+                        let (dpan, owner, _) = TOKENS[t];
+                        let owner = if kind.addressed_by_token() {
+                            owner
+                        } else {
+                            account_id
+                        };
+                        let c = currency_of(owner);
+                        let mut r = Request::new(kind, id, ts)
+                            .with_token(Dpan::from_u64(dpan).unwrap())
+                            .with_account(account_id);
+                        r.amount = minor.map(|m| Decimal::new(m, c.decimals()));
+                        r.currency = match cur {
+                            0 => None,
+                            1 => Some(Currency::Usd),
+                            _ => Some(c),
+                        };
+                        r.reference = reference;
+                        r.is_final = fin;
+                        r
+                    },
+                )
+                .collect()
+        })
+    }
+
+    fn build() -> (Directory, Store) {
+        let (accounts, tokens) = universe();
+        let (dir, mut stores) = Directory::build(1, &accounts, &tokens, 4).unwrap();
+        (dir, stores.pop().unwrap())
+    }
+
+    fn routed(dir: &Directory, traffic: &[Request]) -> Vec<Routed> {
+        traffic
+            .iter()
+            .filter_map(|r| match dir.resolve(r) {
+                Resolved::Shard { account, token, .. } => Some(Routed {
+                    req: *r,
+                    account,
+                    token,
+                    amount: r.amount.map(AmountKey::from_decimal),
+                }),
+                Resolved::Answer(_) => None,
+            })
+            .collect()
+    }
+
+    fn run(store: &mut Store, times: &Times, ops: &[Routed]) -> Vec<Code> {
+        ops.iter().map(|op| decide(store, times, op)).collect()
+    }
+
+    fn times(retention_ns: i64) -> Times {
+        Times {
+            hold_ttl_ns: 100,
+            dup_window_ns: 30,
+            retention_ns,
+        }
+    }
+
+    /// Run `ops[..cut]`, round-trip the store through its image, run the rest; compare with
+    /// an uninterrupted run. Returns the image taken at the cut.
+    fn check(ops: &[Routed], cut: usize, times: &Times) -> Result<ShardImage, TestCaseError> {
+        let (_, mut whole) = build();
+        let want = run(&mut whole, times, ops);
+
+        let (_, mut before) = build();
+        let got_prefix = run(&mut before, times, &ops[..cut]);
+        let image = before.to_image();
+        prop_assert_eq!(image.check(), Ok(()));
+        let mut after = Store::from_image(&image, 4).unwrap();
+        prop_assert_eq!(
+            after.to_image().canonical(),
+            image.clone().canonical(),
+            "image -> store -> image"
+        );
+        let got_suffix = run(&mut after, times, &ops[cut..]);
+        let got: Vec<Code> = got_prefix.into_iter().chain(got_suffix).collect();
+        prop_assert_eq!(&got, &want, "decisions after a restore at {}", cut);
+        prop_assert_eq!(
+            after.to_image().canonical(),
+            whole.to_image().canonical(),
+            "final state, reclamation queues included"
+        );
+        Ok(image)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        #[test]
+        fn a_restored_store_decides_and_ends_exactly_like_the_original(
+            traffic in traffic(),
+            cut in any::<prop::sample::Index>(),
+            retention_ns in prop_oneof![Just(0i64), Just(50i64)],
+        ) {
+            let (dir, _) = build();
+            let ops = routed(&dir, &traffic);
+            let cut = cut.index(ops.len() + 1);
+            check(&ops, cut, &times(retention_ns))?;
+        }
+    }
+
+    /// The property above is only as good as the states it reaches: demand images with live
+    /// and stale hold-queue entries, ended holds of both kinds, open holds, and records.
+    #[test]
+    fn the_traffic_reaches_every_part_of_the_image() {
+        use proptest::strategy::ValueTree;
+        use proptest::test_runner::TestRunner;
+        let mut runner = TestRunner::deterministic();
+        let (mut stale, mut live, mut closed, mut expired, mut open, mut dups) =
+            (false, false, false, false, false, false);
+        for _ in 0..300 {
+            let traffic = traffic().new_tree(&mut runner).unwrap().current();
+            let (dir, _) = build();
+            let ops = routed(&dir, &traffic);
+            let image = check(&ops, ops.len(), &times(50)).unwrap();
+            stale |= image.hold_reclaim.iter().any(|e| e.hold.is_none());
+            live |= image.hold_reclaim.iter().any(|e| e.hold.is_some());
+            closed |= image.holds.iter().any(|h| h.status == HoldStatus::Closed);
+            expired |= image.holds.iter().any(|h| h.status == HoldStatus::Expired);
+            open |= image.holds.iter().any(|h| h.status == HoldStatus::Open);
+            dups |= !image.dups.is_empty() && !image.dup_reclaim.is_empty();
+        }
+        assert!(
+            stale && live && closed && expired && open && dups,
+            "stale {stale} live {live} closed {closed} expired {expired} open {open} dups {dups}"
+        );
+    }
+
+    #[test]
+    fn fingerprints_round_trip_through_their_image() {
+        let amounts = [
+            None,
+            Some(Decimal::ZERO),
+            Some(Decimal::new(12340, 3)),
+            Some(-Decimal::new(5, 0)),
+            Some(Decimal::MAX),
+            Some(Decimal::MIN),
+            Some(Decimal::from_parts(1, 0, 0, false, 28)),
+        ];
+        let tokens = [
+            TokenField::Empty,
+            TokenField::Dpan(Dpan::from_u64(Dpan::MAX).unwrap()),
+            TokenField::Other(u64::MAX),
+        ];
+        for kind in Kind::ALL {
+            assert_eq!(Kind::ALL[kind as usize], kind, "kind codes are ALL indices");
+            for (i, amount) in amounts.into_iter().enumerate() {
+                let currency = [None, Some(Currency::Usd), Some(Currency::Jpy)][i % 3];
+                let mut r = Request::new(kind, 1, 0).with_token(tokens[i % 3]);
+                r.amount = amount;
+                r.currency = currency;
+                r.account_id = (i % 2 == 0).then_some(u64::MAX);
+                r.mcc = (i % 3 == 0).then_some(0);
+                r.reference = (i % 2 == 1).then_some(7);
+                r.is_final = i % 2 == 0;
+                let fp = Fingerprint::of(&r, r.amount.map(AmountKey::from_decimal));
+                assert_eq!(Fingerprint::from_image(&fp.to_image()), fp, "{r:?}");
             }
         }
     }

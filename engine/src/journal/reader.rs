@@ -15,14 +15,11 @@ use super::writer::{
 };
 use super::{RecoveryError, RecoveryErrorKind};
 
-/// Where a record came from, for error messages.
-pub(crate) struct RecordAt<'a> {
+/// Which record a callback gets (errors it returns are wrapped with the segment and the
+/// frame's offset by the scan).
+pub(crate) struct RecordAt {
     /// Its seq.
     pub seq: u64,
-    /// The segment.
-    pub path: &'a Path,
-    /// Byte offset of its frame in the segment.
-    pub frame_offset: u64,
 }
 
 /// What scanning one shard's journal found.
@@ -50,7 +47,7 @@ pub(crate) fn scan_journal(
     segments: &[(u64, PathBuf)],
     from_seq: u64,
     mode: Mode,
-    on_record: &mut dyn FnMut(&RecordAt<'_>, &Request, Code) -> Result<(), String>,
+    on_record: &mut dyn FnMut(&RecordAt, &Request, Code) -> Result<(), String>,
 ) -> Result<JournalScan, RecoveryError> {
     let mut scan = JournalScan {
         end_seq: from_seq,
@@ -130,7 +127,7 @@ fn scan_segment(
     mode: Mode,
     body: &mut Vec<u8>,
     scan: &mut JournalScan,
-    on_record: &mut dyn FnMut(&RecordAt<'_>, &Request, Code) -> Result<(), String>,
+    on_record: &mut dyn FnMut(&RecordAt, &Request, Code) -> Result<(), String>,
 ) -> Result<u64, RecoveryError> {
     let io = |e: std::io::Error| RecoveryError::io(path, &e).in_shard(shard);
     let file = File::open(path).map_err(io)?;
@@ -232,11 +229,7 @@ fn scan_segment(
                 corrupt(shard, path, at, format!("record {record_seq}: {m}"))
             })?;
             if record_seq >= from_seq {
-                let at = RecordAt {
-                    seq: record_seq,
-                    path,
-                    frame_offset: offset,
-                };
+                let at = RecordAt { seq: record_seq };
                 on_record(&at, &request, code).map_err(|m| {
                     RecoveryError::new(
                         RecoveryErrorKind::Replay,

@@ -2,6 +2,7 @@
 //! fresh start, parallel recovery of every shard (newest snapshot + journal after it), and
 //! pruning of snapshots and segments a newer snapshot has made unnecessary.
 
+use std::fmt;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -112,6 +113,9 @@ pub enum Mode {
     Repair,
     /// Change nothing; report what Repair would cut (e.g. for turning a journal back into a
     /// dataset while the directory is inspected).
+    // The engine always repairs; this is for the tools that read a state directory in
+    // place (the journal -> dataset conversion of issue 4), and the tests use it now.
+    #[cfg_attr(not(test), allow(dead_code))]
     ReadOnly,
 }
 
@@ -139,7 +143,9 @@ pub struct ShardReport {
     pub snapshot_seq: Option<u64>,
     /// Journal records replayed after it.
     pub records_replayed: u64,
-    /// Seq for the shard's next record: pass it to `JournalWriter::open`.
+    /// Number of the shard's next record: it holds records `0..next_seq`, which are the
+    /// first `next_seq` requests a host routed to this shard (`Engine::shard_for`), in the
+    /// order it submitted them.
     pub next_seq: u64,
     /// Journal segments read.
     pub segments_read: usize,
@@ -172,6 +178,58 @@ impl RecoveryReport {
     }
 }
 
+impl fmt::Display for ShardReport {
+    /// One line: `shard 2: snapshot at record 1000 + 345 records replayed from 1 segment,
+    /// 66 bytes of torn tail cut at FILE:OFFSET, next record 1345, 1.2 ms`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "shard {}: ", self.shard)?;
+        match self.snapshot_seq {
+            Some(seq) => write!(f, "snapshot at record {seq}")?,
+            None => f.write_str("no snapshot")?,
+        }
+        write!(
+            f,
+            " + {} records replayed from {} segment{}",
+            self.records_replayed,
+            self.segments_read,
+            if self.segments_read == 1 { "" } else { "s" }
+        )?;
+        if let Some((path, offset)) = &self.cut_at {
+            write!(
+                f,
+                ", {} bytes of torn tail cut at {}:{offset}",
+                self.bytes_cut,
+                path.display()
+            )?;
+        }
+        write!(
+            f,
+            ", next record {}, {:.1} ms",
+            self.next_seq,
+            self.elapsed.as_secs_f64() * 1e3
+        )
+    }
+}
+
+impl fmt::Display for RecoveryReport {
+    /// A summary line, then one indented line per shard.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "recovered {} shard{} in {:.1} ms: {} records replayed, {} bytes of torn tail cut",
+            self.shards.len(),
+            if self.shards.len() == 1 { "" } else { "s" },
+            self.elapsed.as_secs_f64() * 1e3,
+            self.records_replayed(),
+            self.bytes_cut()
+        )?;
+        for s in &self.shards {
+            write!(f, "\n  {s}")?;
+        }
+        Ok(())
+    }
+}
+
 /// An opened state directory whose `state.meta` matches the engine's.
 #[derive(Debug)]
 pub struct StateDir {
@@ -191,6 +249,32 @@ impl StateDir {
     ///   directory must exist.
     /// - Anything else (files but no `state.meta`): [`RecoveryErrorKind::NotAStateDir`].
     pub fn open(root: &Path, meta: StateMeta) -> Result<StateDir, RecoveryError> {
+        StateDir::open_with(root, meta, |_| Ok(()))
+    }
+
+    /// True when `root` holds a state directory (its `state.meta` exists); false when it is
+    /// missing, empty or half-created (what [`StateDir::open`] would take as a fresh start).
+    /// Reads only.
+    pub fn has_state(root: &Path) -> Result<bool, RecoveryError> {
+        let meta_path = root.join(META_NAME);
+        match fs::symlink_metadata(&meta_path) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(RecoveryError::io(&meta_path, &e)),
+        }
+    }
+
+    /// [`StateDir::open`], with `init(root)` run on a fresh start after the shard
+    /// directories exist and before `state.meta` is written: what `init` writes (the
+    /// engine's snapshot 0 of each shard) is part of the creation, whose commit point is
+    /// `state.meta`'s atomic rename. A crash before it leaves a half-created directory,
+    /// which the next fresh start takes (clearing the leftover snapshots) instead of
+    /// refusing. Not called when the directory already holds a state.
+    pub fn open_with(
+        root: &Path,
+        meta: StateMeta,
+        init: impl FnOnce(&Path) -> Result<(), RecoveryError>,
+    ) -> Result<StateDir, RecoveryError> {
         let io = |e: io::Error| RecoveryError::io(root, &e);
         if meta.shards == 0 {
             return Err(RecoveryError::new(
@@ -229,17 +313,28 @@ impl StateDir {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(RecoveryError::io(&meta_path, &e)),
         }
-        // No state.meta: only a fresh (or half-created) directory may be taken.
+        // No state.meta: only a fresh (or half-created) directory may be taken. A
+        // half-created one has `shard-*` directories holding nothing but snapshots (the
+        // creation's own snapshot 0s; no journal, so nothing was ever decided), and perhaps
+        // a temporary of state.meta. Its leftovers are removed before the creation reruns.
+        let mut leftovers = Vec::new();
         if root.exists() {
             for entry in fs::read_dir(root).map_err(io)? {
                 let entry = entry.map_err(io)?;
                 let path = entry.path();
                 let name = entry.file_name();
                 let name = name.to_string_lossy();
-                let half_created = (name.starts_with("shard-")
-                    && path.is_dir()
-                    && fs::read_dir(&path).map_err(io)?.next().is_none())
-                    || name == format!("{META_NAME}{}", super::files::TMP_SUFFIX);
+                let mut half_created = name == format!("{META_NAME}{}", super::files::TMP_SUFFIX);
+                if name.starts_with("shard-") && path.is_dir() {
+                    let files = list_shard(&path).map_err(|e| RecoveryError::io(&path, &e))?;
+                    let listed = files.snapshots.len() + files.temporaries.len();
+                    let all = fs::read_dir(&path).map_err(io)?.count();
+                    if files.segments.is_empty() && listed == all {
+                        half_created = true;
+                        leftovers.extend(files.snapshots.into_iter().map(|(_, p)| p));
+                        leftovers.extend(files.temporaries);
+                    }
+                }
                 if !half_created {
                     return Err(RecoveryError::new(
                         RecoveryErrorKind::NotAStateDir,
@@ -252,12 +347,19 @@ impl StateDir {
                 }
             }
         }
+        for path in &leftovers {
+            fs::remove_file(path).map_err(|e| RecoveryError::io(path, &e))?;
+        }
         fs::create_dir_all(root).map_err(io)?;
         for k in 0..meta.shards {
             let dir = shard_dir(root, k);
             fs::create_dir_all(&dir).map_err(|e| RecoveryError::io(&dir, &e))?;
+            if !leftovers.is_empty() {
+                sync_dir(&dir).map_err(|e| RecoveryError::io(&dir, &e))?;
+            }
         }
         sync_dir(root).map_err(io)?;
+        init(root)?;
         write_atomically(&meta_path, meta.encode().as_bytes())
             .map_err(|e| RecoveryError::io(&meta_path, &e))?;
         Ok(StateDir {
@@ -272,12 +374,8 @@ impl StateDir {
         self.fresh
     }
 
-    /// The directory.
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     /// What it was created with.
+    #[cfg(test)]
     pub fn meta(&self) -> StateMeta {
         self.meta
     }
@@ -420,7 +518,7 @@ fn recover_shard<S: ShardSink>(
     }
     let from_seq = snapshot_seq.unwrap_or(0);
     let mut on_record =
-        |at: &RecordAt<'_>, request: &Request, code: Code| sink.replay(at.seq, request, code);
+        |at: &RecordAt, request: &Request, code: Code| sink.replay(at.seq, request, code);
     let scan = scan_journal(shard, &files.segments, from_seq, mode, &mut on_record)?;
     Ok(ShardReport {
         shard,

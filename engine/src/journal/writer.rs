@@ -3,7 +3,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::api::{Code, Request};
@@ -177,8 +177,14 @@ impl JournalWriter {
     }
 
     /// Counters since open.
+    #[cfg(test)]
     pub fn stats(&self) -> JournalStats {
         self.stats
+    }
+
+    /// True when something written is not yet fdatasynced (Async between syncs).
+    pub fn unsynced(&self) -> bool {
+        self.dirty
     }
 
     /// The durability mode.
@@ -250,6 +256,7 @@ impl JournalWriter {
 
     /// [`JournalWriter::push`] every record, then [`JournalWriter::commit`]: the whole batch
     /// is one write and at most one fdatasync.
+    #[cfg(test)]
     pub fn append_batch(&mut self, records: &[(Request, Code)]) -> io::Result<()> {
         for (request, code) in records {
             self.push(request, *code);
@@ -356,11 +363,6 @@ impl JournalWriter {
     pub(crate) fn set_frame_records_max(&mut self, max: u32) {
         assert!(max > 0 && self.frame_records == 0);
         self.frame_records_max = max;
-    }
-
-    /// The shard directory this writer appends in.
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 }
 
