@@ -87,11 +87,38 @@ pub struct Dataset {
 impl Dataset {
     /// Load and validate the three files of the dataset folder `dir`.
     ///
-    /// Nothing is returned unless all three files are valid.
+    /// The traffic is `traffic.csv`, or the binary `traffic.bin` (see [`crate::binfmt`]) when
+    /// that is present instead; a folder with both is refused, since nothing says which one is
+    /// meant. Nothing is returned unless all three files are valid.
     pub fn load(dir: &Path) -> Result<Dataset, DatasetError> {
         let accounts = read_accounts(&dir.join(ACCOUNTS_FILE))?;
         let tokens = read_tokens(&dir.join(TOKENS_FILE), &accounts)?;
-        let traffic = read_traffic(&dir.join(TRAFFIC_FILE))?;
+        let bin = dir.join(crate::binfmt::TRAFFIC_BIN_FILE);
+        let traffic = if bin.exists() {
+            let refuse = |kind, detail: String| DatasetError {
+                kind,
+                path: bin.clone(),
+                line: None,
+                field: None,
+                detail,
+                source: None,
+            };
+            if dir.join(TRAFFIC_FILE).exists() {
+                return Err(refuse(
+                    DatasetErrorKind::Binary,
+                    format!(
+                        "{TRAFFIC_FILE} is there too; a dataset has one traffic file (remove one)"
+                    ),
+                ));
+            }
+            match crate::binfmt::read_file(&bin) {
+                Ok((rows, _meta)) => rows.requests,
+                Err(e) if e.is_io() => return Err(refuse(DatasetErrorKind::Io, e.to_string())),
+                Err(e) => return Err(refuse(DatasetErrorKind::Binary, e.to_string())),
+            }
+        } else {
+            read_traffic(&dir.join(TRAFFIC_FILE))?
+        };
         Ok(Dataset {
             accounts,
             tokens,
@@ -138,6 +165,9 @@ pub enum DatasetErrorKind {
     NegativeLimit,
     /// An accounts.csv amount has more decimals than its currency.
     Decimals,
+    /// A binary traffic file (`traffic.bin`) that is corrupted, truncated, of another format
+    /// version, or not canonical; the message gives the byte offset.
+    Binary,
 }
 
 /// A dataset file refused: names the file, the 1-based line, and the field (column).

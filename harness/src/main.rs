@@ -1,13 +1,17 @@
 //! The `payauth` command line: a thin layer over the payauth-harness library (replay a
-//! dataset through the engine, generate a dataset).
+//! dataset through the engine; generate, convert and inspect datasets).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
-use payauth_harness::generate::{self, GenOptions};
+use clap::{ArgGroup, Parser, Subcommand, ValueEnum};
+use payauth_harness::bench::{self, BenchOptions};
+use payauth_harness::measure::{self, MeasureOptions, Mode};
 use payauth_harness::replay::{self, ReplayOptions};
+use payauth_harness::traffic_cli::{self, ConvertArgs, GenerateArgs, InspectArgs};
+use payauth_harness::{compare, report};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -23,11 +27,14 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Replay a dataset folder (accounts.csv, tokens.csv, traffic.csv) through the engine and
-    /// write outcomes.csv and balances.csv.
+    /// write outcomes.csv and balances.csv; with --pace, --rate or --closed-loop, also measure
+    /// latency and write report.json, .hlog, .hgrm and .svg reports.
+    #[command(group(ArgGroup::new("mode").args(["pace", "rate", "closed_loop"])))]
     Replay {
         /// The dataset folder.
         dataset_dir: PathBuf,
-        /// Folder for outcomes.csv and balances.csv (created if missing).
+        /// Folder for outcomes.csv and balances.csv, and a measured run's reports (created
+        /// if missing).
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
         /// Engine shards (owner threads), 1..=256; default one per core.
@@ -45,22 +52,82 @@ enum Command {
         /// How long a closed or expired hold stays referable, ns; default 45 days.
         #[arg(long, value_name = "NS")]
         retention_ns: Option<i64>,
+        /// Open loop at the recorded timestamps (`recorded`), --speed times faster.
+        #[arg(long, value_enum, value_name = "PACE")]
+        pace: Option<Pace>,
+        /// With --pace recorded: play the recording X times faster (default 1).
+        #[arg(long, value_name = "X", requires = "pace")]
+        speed: Option<f64>,
+        /// Open loop at a fixed rate of R requests per second.
+        #[arg(long, value_name = "R")]
+        rate: Option<f64>,
+        /// Closed loop: flat out, at most --in-flight requests outstanding.
+        #[arg(long)]
+        closed_loop: bool,
+        /// With --closed-loop: most requests submitted and not yet decided (default 64).
+        #[arg(long, value_name = "N", requires = "closed_loop")]
+        in_flight: Option<usize>,
+        /// Leading period left out of the measurements (`500ms`, `2s`, `1m`).
+        #[arg(long, value_name = "DURATION", value_parser = measure::parse_duration, requires = "mode")]
+        warmup: Option<Duration>,
+        /// Most requests per submitted batch in a measured run (default 256).
+        #[arg(long, value_name = "N", requires = "mode")]
+        submit_batch: Option<usize>,
+        /// Length of the per-interval histograms (default 1s).
+        #[arg(long, value_name = "DURATION", value_parser = measure::parse_duration, requires = "mode")]
+        interval: Option<Duration>,
+        /// Collector threads waiting for decisions (default 1).
+        #[arg(long, value_name = "N", requires = "mode")]
+        collectors: Option<usize>,
     },
-    /// Generate a dataset folder from a seed.
-    Generate {
-        /// Folder to write accounts.csv, tokens.csv and traffic.csv into.
-        #[arg(long, value_name = "DIR")]
-        out: PathBuf,
-        /// Number of accounts.
-        #[arg(long, value_name = "N", default_value_t = GenOptions::default().accounts)]
+    /// Put two measured runs' report.json side by side, with B/A ratios.
+    Compare {
+        /// Report A: a report.json, or the folder holding one.
+        a: PathBuf,
+        /// Report B: a report.json, or the folder holding one.
+        b: PathBuf,
+    },
+    /// Measure the engine against a plain lock-based baseline of the same rules on a
+    /// generated authorize-heavy workload, in one process and one run, and check that both
+    /// make the same decisions.
+    Bench {
+        /// Accounts (one token each), 1..=10000000.
+        #[arg(long, value_name = "N", default_value_t = BenchOptions::default().accounts)]
         accounts: usize,
-        /// Number of traffic rows.
-        #[arg(long, value_name = "M", default_value_t = GenOptions::default().requests)]
+        /// Requests, at most 20000000.
+        #[arg(long, value_name = "M", default_value_t = BenchOptions::default().requests)]
         requests: usize,
-        /// Random seed; the same seed gives the same dataset.
-        #[arg(long, value_name = "S", default_value_t = GenOptions::default().seed)]
+        /// Zipf exponent of the account choice; 0 is uniform.
+        #[arg(long, value_name = "S", default_value_t = BenchOptions::default().zipf)]
+        zipf: f64,
+        /// Engine shards and baseline worker threads, 1..=256; default one per core.
+        #[arg(long, value_name = "N")]
+        shards: Option<usize>,
+        /// Requests per submitted batch (and per baseline lock hold).
+        #[arg(long, value_name = "N", default_value_t = BenchOptions::default().batch)]
+        batch: usize,
+        /// Batches in flight in the engine's closed loop; default max(4, 2 * shards).
+        #[arg(long, value_name = "N")]
+        in_flight: Option<usize>,
+        /// Workload seed; the same seed gives the same workload.
+        #[arg(long, value_name = "S", default_value_t = BenchOptions::default().seed)]
         seed: u64,
     },
+    /// Generate a dataset folder from a seed: realistic issuer traffic (steady or Singles'
+    /// Day) or the scripted coverage dataset.
+    Generate(GenerateArgs),
+    /// Convert a dataset's traffic between traffic.csv and the binary traffic.bin (both ways,
+    /// exactly).
+    Convert(ConvertArgs),
+    /// Summarise a dataset: counts by kind, rate over time, hottest accounts, repeats.
+    Inspect(InspectArgs),
+}
+
+/// `--pace` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Pace {
+    /// The traffic's own `ts_ns`.
+    Recorded,
 }
 
 fn main() -> ExitCode {
@@ -92,6 +159,15 @@ fn run(cli: Cli) -> Result<()> {
             ttl_ns,
             window_ns,
             retention_ns,
+            pace,
+            speed,
+            rate,
+            closed_loop,
+            in_flight,
+            warmup,
+            submit_batch,
+            interval,
+            collectors,
         } => {
             let opts = ReplayOptions {
                 shards,
@@ -101,27 +177,65 @@ fn run(cli: Cli) -> Result<()> {
                 retention_ns,
                 ..ReplayOptions::default()
             };
-            let summary = replay::replay(&dataset_dir, &out, &opts)?;
-            say(format_args!("{summary}"));
+            let mode = match (pace, rate, closed_loop) {
+                (Some(Pace::Recorded), _, _) => Some(Mode::Recorded {
+                    speed: speed.unwrap_or(1.0),
+                }),
+                (_, Some(per_sec), _) => Some(Mode::Rate { per_sec }),
+                (_, _, true) => Some(Mode::ClosedLoop {
+                    in_flight: in_flight.unwrap_or(64),
+                }),
+                _ => None,
+            };
+            match mode {
+                // No mode: as fast as the engine takes it, as before.
+                None => {
+                    let summary = replay::replay(&dataset_dir, &out, &opts)?;
+                    say(format_args!("{summary}"));
+                }
+                Some(mode) => {
+                    let mut m = MeasureOptions::new(mode);
+                    m.warmup = warmup.unwrap_or(m.warmup);
+                    m.submit_batch = submit_batch.unwrap_or(m.submit_batch);
+                    m.interval = interval.unwrap_or(m.interval);
+                    m.collectors = collectors.unwrap_or(m.collectors);
+                    let run = replay::replay_measured(&dataset_dir, &out, &opts, &m)?;
+                    say(format_args!("{run}"));
+                }
+            }
         }
-        Command::Generate {
-            out,
+        Command::Compare { a, b } => {
+            let ra = report::read_report(&a)?;
+            let rb = report::read_report(&b)?;
+            let c = compare::compare(&a.display().to_string(), &ra, &b.display().to_string(), &rb);
+            say(format_args!("{c}"));
+        }
+        Command::Bench {
             accounts,
             requests,
+            zipf,
+            shards,
+            batch,
+            in_flight,
             seed,
         } => {
-            let opts = GenOptions {
+            let opts = BenchOptions {
                 accounts,
                 requests,
+                zipf,
+                shards,
+                batch,
+                in_flight,
                 seed,
             };
-            generate::generate(&opts, &out)?;
-            // Every generated dataset names the seed that makes it again.
-            say(format_args!(
-                "generated {}: {accounts} accounts, {requests} requests, seed {seed}",
-                out.display()
-            ));
+            let report = bench::run(&opts)?;
+            say(format_args!("{report}"));
+            // A faster engine that decides differently is worthless: fail loudly.
+            anyhow::ensure!(report.agrees(), "the engine and the baseline disagree");
         }
+        Command::Generate(args) => say(format_args!("{}", traffic_cli::generate(&args)?)),
+        Command::Convert(args) => say(format_args!("{}", traffic_cli::convert(&args)?)),
+        Command::Inspect(args) => say(format_args!("{}", traffic_cli::inspect(&args)?)),
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
-//! Replay: load and validate a dataset, feed its traffic through the engine's public API as
-//! fast as it takes it (a few batches in flight, order preserved), and write the decisions and
-//! the final state.
+//! Replay: load and validate a dataset, feed its traffic through the engine's public API, and
+//! write the decisions and the final state. [`replay`] goes as fast as the engine takes it (a
+//! few batches in flight, order preserved); [`replay_measured`] paces it open or closed loop
+//! through [`crate::measure`] and writes the latency reports too.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -11,7 +12,12 @@ use anyhow::{bail, ensure, Context, Result};
 use payauth_engine::{Code, Config, Decision, Engine, Request, SubmitError};
 
 use crate::dataset::Dataset;
+use crate::measure::{self, MeasureOptions};
 use crate::output::{self, BALANCES_FILE, OUTCOMES_FILE};
+use crate::plots;
+use crate::provenance;
+use crate::report::{self, DatasetInfo, EngineSettings, Report, ReportContext};
+use crate::rows::Meta;
 
 /// Most requests the harness puts in one submitted batch, whatever `batch_max` says.
 pub const CHUNK_LEN_MAX: usize = 1 << 20;
@@ -191,6 +197,112 @@ pub fn replay(dataset_dir: &Path, out_dir: &Path, opts: &ReplayOptions) -> Resul
         out_dir: out_dir.to_path_buf(),
     })
 }
+
+/// What a measured replay did: its report (already written to `report.json`).
+#[derive(Clone, Debug)]
+pub struct MeasuredReplay {
+    /// The report.
+    pub report: Report,
+    /// Where the files went.
+    pub out_dir: PathBuf,
+    /// Reading and validating the dataset.
+    pub load_elapsed: Duration,
+}
+
+impl fmt::Display for MeasuredReplay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}", self.report.summary())?;
+        let mut files = vec![OUTCOMES_FILE.to_string(), BALANCES_FILE.to_string()];
+        files.extend(self.report.files.iter().cloned());
+        write!(
+            f,
+            "wrote into {}: {} (dataset loaded in {:.3} s)",
+            self.out_dir.display(),
+            files.join(", "),
+            self.load_elapsed.as_secs_f64()
+        )
+    }
+}
+
+/// Replay the dataset in `dataset_dir` through the engine, paced and measured as `measure`
+/// says, and write `outcomes.csv` and `balances.csv` (the same bytes as [`replay`]: the
+/// requests go in once each, in traffic order) plus the reports into `out_dir`.
+pub fn replay_measured(
+    dataset_dir: &Path,
+    out_dir: &Path,
+    opts: &ReplayOptions,
+    measure: &MeasureOptions,
+) -> Result<MeasuredReplay> {
+    let config = config(opts)?;
+    measure.validate()?;
+    let load_start = Instant::now();
+    let dataset = Dataset::load(dataset_dir).context("invalid dataset")?;
+    let load_elapsed = load_start.elapsed();
+    let digest = provenance::digest_dataset(dataset_dir)?;
+    let meta = dataset_meta(dataset_dir);
+    let info = DatasetInfo {
+        path: dataset_dir.display().to_string(),
+        accounts: dataset.accounts.len() as u64,
+        tokens: dataset.tokens.len() as u64,
+        requests: dataset.traffic.len() as u64,
+        first_ts_ns: dataset.traffic.first().map_or(i64::MIN, |r| r.ts_ns),
+        last_ts_ns: dataset.last_ts_ns(),
+        seed: meta.as_ref().and_then(|m| m.seed),
+        generator: meta
+            .map(|m| m.params.into_iter().collect())
+            .unwrap_or_default(),
+        digest: Some(digest),
+    };
+    let as_of_ns = dataset.last_ts_ns();
+    let engine_settings = EngineSettings::from(&config);
+
+    let engine = Engine::start(config, dataset.accounts, dataset.tokens)
+        .context("cannot start the engine")?;
+    let measurement = measure::drive(&engine, &dataset.traffic, measure)?;
+    let state = engine
+        .shutdown(as_of_ns)
+        .context("cannot shut the engine down")?;
+
+    output::write_replay_files(out_dir, &measurement.decisions, &state.accounts)?;
+    let ctx = ReportContext {
+        target: "payauth-engine".into(),
+        engine: Some(engine_settings),
+        dataset: info,
+    };
+    let mut report = Report::new(ctx, measure, &measurement);
+    let plotted = plots::write_plots(out_dir, &report, &measurement)?;
+    report::write_files(out_dir, &mut report, &measurement, &plotted)?;
+    Ok(MeasuredReplay {
+        report,
+        out_dir: out_dir.to_path_buf(),
+        load_elapsed,
+    })
+}
+
+/// The generator metadata (seed and parameters) a dataset records, if any: a binary
+/// `traffic.bin` carries it in its header (only the header is read), a CSV dataset in its
+/// `traffic.params` sidecar. Unreadable metadata is reported as none: the dataset itself
+/// loaded, and the report is no place to refuse it.
+fn dataset_meta(dataset_dir: &Path) -> Option<Meta> {
+    use std::io::Read;
+    let bin = dataset_dir.join(crate::binfmt::TRAFFIC_BIN_FILE);
+    let meta = if bin.exists() {
+        let mut head = Vec::new();
+        std::fs::File::open(bin)
+            .ok()?
+            .take(HEADER_READ_BYTES)
+            .read_to_end(&mut head)
+            .ok()?;
+        crate::binfmt::read_header(&head).ok()?.0
+    } else {
+        Meta::read_sidecar(dataset_dir).ok()?
+    };
+    (!meta.is_empty()).then_some(meta)
+}
+
+/// Bytes read from the front of a binary traffic file to find its header (the fixed part
+/// plus at most [`crate::rows::META_BYTES_MAX`] of generator parameters).
+const HEADER_READ_BYTES: u64 = 1 << 20;
 
 /// Feed `traffic` through `engine` in batches of `chunk_len`, keeping up to `in_flight`
 /// batches submitted and undecided, and return the decisions in traffic order.
