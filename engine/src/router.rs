@@ -5,7 +5,7 @@ use rustc_hash::FxHashMap;
 
 use crate::api::{to_minor, AccountSpec, Code, Currency, Request, TokenField, TokenSpec};
 use crate::error::{Error, ErrorKind};
-use crate::store::{Account, Store, Token, NIL};
+use crate::store::{next_index, Account, Store, Token, NIL};
 
 /// Largest magnitude of a loaded balance or limit, in minor units. Keeps every sum the
 /// engine forms far from `i64` overflow (2^62 minor units is 4.6e16 CNY).
@@ -161,9 +161,7 @@ impl Directory {
         for spec in sorted {
             let shard = shard_of(spec.account_id, shards);
             let list = &mut shard_accounts[shard];
-            let idx = u32::try_from(list.len())
-                .ok()
-                .filter(|&i| i != NIL)
+            let idx = next_index(list.len())
                 .ok_or_else(|| load("more than 2^32-1 accounts in one shard".to_string()))?;
             list.push(account_from_spec(spec)?);
             dir.accounts.insert(spec.account_id, (shard as u32, idx));
@@ -179,9 +177,7 @@ impl Directory {
                 )));
             };
             let list = &mut shard_tokens[shard as usize];
-            let idx = u32::try_from(list.len())
-                .ok()
-                .filter(|&i| i != NIL)
+            let idx = next_index(list.len())
                 .ok_or_else(|| load("more than 2^32-1 tokens in one shard".to_string()))?;
             if dir
                 .tokens

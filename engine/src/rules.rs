@@ -53,7 +53,7 @@ pub(crate) fn decide(store: &mut Store, times: &Times, op: &Routed) -> Code {
     let key = (op.account, req.request_id);
     let fingerprint = Fingerprint::of(req, op.amount);
     if let Some(rec) = store.dups.get(&key) {
-        if ts < rec.ts_ns.saturating_add(times.dup_window_ns) {
+        if rec.in_window_at(ts, times.dup_window_ns) {
             return if rec.fingerprint == fingerprint {
                 rec.code
             } else {
@@ -100,13 +100,12 @@ fn referable_hold(store: &Store, times: &Times, op: &Routed) -> Result<u32, Code
     let ts = op.req.ts_ns;
     if let Some(r) = op.req.reference {
         if let Some(slot) = store.find_hold((op.account, r)) {
-            let h = store.hold(slot);
-            if h.status == HoldStatus::Open || ts < h.ended_ns.saturating_add(times.retention_ns) {
+            if store.hold(slot).referable_at(ts, times.retention_ns) {
                 return Ok(slot);
             }
         }
         if let Some(rec) = store.dups.get(&(op.account, r)) {
-            if ts < rec.ts_ns.saturating_add(times.dup_window_ns)
+            if rec.in_window_at(ts, times.dup_window_ns)
                 && rec.fingerprint.is_authorize()
                 && rec.code != Code::Approved
             {
@@ -145,8 +144,7 @@ fn authorize(store: &mut Store, times: &Times, op: &Routed) -> Code {
     let ts = op.req.ts_ns;
     // 94: the request id names a hold of this account that is still referable.
     if let Some(slot) = store.find_hold((op.account, op.req.request_id)) {
-        let h = store.hold(slot);
-        if h.status == HoldStatus::Open || ts < h.ended_ns.saturating_add(times.retention_ns) {
+        if store.hold(slot).referable_at(ts, times.retention_ns) {
             return Code::Duplicate;
         }
     }

@@ -173,18 +173,17 @@ impl Shard {
         let mut holds = Vec::with_capacity(store.hold_count());
         for h in store.holds_iter() {
             let acct = &store.accounts[h.account as usize];
-            let mut status = h.status;
-            let mut ended_ns = h.ended_ns;
-            if status == HoldStatus::Open && h.expires_at_ns <= as_of_ns {
+            // The hold as the expiry rule would leave it at `as_of_ns`.
+            let mut view = *h;
+            if view.status == HoldStatus::Open && view.expires_at_ns <= as_of_ns {
                 expired_minor[h.account as usize] += h.remaining_minor();
-                status = HoldStatus::Expired;
-                ended_ns = h.expires_at_ns;
+                view.status = HoldStatus::Expired;
+                view.ended_ns = view.expires_at_ns;
             }
-            let referable = status == HoldStatus::Open
-                || as_of_ns < ended_ns.saturating_add(self.times.retention_ns);
-            if !referable {
+            if !view.referable_at(as_of_ns, self.times.retention_ns) {
                 continue;
             }
+            let status = view.status;
             let c = acct.currency;
             holds.push(HoldState {
                 account_id: acct.id,

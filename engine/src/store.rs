@@ -19,6 +19,11 @@ use crate::snapshot::{
 /// "No index" in the intrusive lists.
 pub(crate) const NIL: u32 = u32::MAX;
 
+/// The index the next entry of a table now `len` long gets, unless it would reach [`NIL`].
+pub(crate) fn next_index(len: usize) -> Option<u32> {
+    u32::try_from(len).ok().filter(|&i| i != NIL)
+}
+
 /// An account and its day counters. Money in minor units of `currency`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Account {
@@ -98,6 +103,11 @@ impl Hold {
     /// `authorized - captured - voided`.
     pub fn remaining_minor(&self) -> i64 {
         self.authorized_minor - self.captured_minor - self.voided_minor
+    }
+
+    /// DOMAIN.md: a hold stays referable while open, or while `ts < ended + retention`.
+    pub fn referable_at(&self, ts_ns: i64, retention_ns: i64) -> bool {
+        self.status == HoldStatus::Open || ts_ns < self.ended_ns.saturating_add(retention_ns)
     }
 }
 
@@ -273,6 +283,13 @@ pub(crate) struct DupRecord {
     pub ts_ns: i64,
     pub code: Code,
     pub fingerprint: Fingerprint,
+}
+
+impl DupRecord {
+    /// DOMAIN.md: a record answers repeats while `ts < record + window`.
+    pub fn in_window_at(&self, ts_ns: i64, window_ns: i64) -> bool {
+        ts_ns < self.ts_ns.saturating_add(window_ns)
+    }
 }
 
 /// Key of holds and duplicate records: (account index, request id).
@@ -478,7 +495,7 @@ impl Store {
             self.dup_reclaim.pop_front();
             let key = (account, request_id);
             if let Some(r) = self.dups.get(&key) {
-                if r.ts_ns.saturating_add(window_ns) <= ts_ns {
+                if !r.in_window_at(ts_ns, window_ns) {
                     self.dups.remove(&key);
                 }
             }
@@ -628,10 +645,8 @@ impl Store {
             FxHashMap::with_capacity_and_hasher(image.accounts.len(), Default::default());
         let mut accounts = Vec::with_capacity(image.accounts.len());
         for a in &image.accounts {
-            let index = u32::try_from(accounts.len())
-                .ok()
-                .filter(|&i| i != NIL)
-                .ok_or("more than 2^32-1 accounts in one shard")?;
+            let index =
+                next_index(accounts.len()).ok_or("more than 2^32-1 accounts in one shard")?;
             if account_index.insert(a.id, index).is_some() {
                 return Err(format!("account {} appears twice", a.id));
             }
@@ -660,10 +675,7 @@ impl Store {
         };
         let mut tokens = Vec::with_capacity(image.tokens.len());
         for t in &image.tokens {
-            let index = u32::try_from(tokens.len())
-                .ok()
-                .filter(|&i| i != NIL)
-                .ok_or("more than 2^32-1 tokens in one shard")?;
+            let index = next_index(tokens.len()).ok_or("more than 2^32-1 tokens in one shard")?;
             let account = index_of(t.account_id, &|| format!("token {}", t.dpan))?;
             // Linked at the head in index order, as the router links them at load.
             let acct = &mut accounts[account as usize];
