@@ -651,7 +651,7 @@ fn is_amount_grammar(raw: &[u8]) -> bool {
         None => (digits, None),
     };
     let all_digits = |s: &[u8]| !s.is_empty() && s.iter().all(u8::is_ascii_digit);
-    all_digits(int) && frac.map_or(true, all_digits)
+    all_digits(int) && frac.is_none_or(all_digits)
 }
 
 /// An amount in the grammar without the zeros that do not change its value: trailing zeros of

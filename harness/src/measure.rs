@@ -911,7 +911,7 @@ impl Measurement {
             _ => None,
         };
         let lag_ok = lag_p99_ns <= lag_max_ns;
-        let rate_ok = share.map_or(true, |x| x >= opts.offered_share_min);
+        let rate_ok = share.is_none_or(|x| x >= opts.offered_share_min);
         if lag_ok && rate_ok {
             return Some(ScheduleCheck {
                 kept: true,
