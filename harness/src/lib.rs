@@ -25,3 +25,4 @@ pub mod rows;
 pub mod target;
 pub mod traffic;
 pub mod traffic_cli;
+pub mod usl;
