@@ -22,6 +22,8 @@ mod records;
 pub mod replay;
 pub mod report;
 pub mod rows;
+pub mod sweep;
+mod sweep_plots;
 pub mod target;
 pub mod traffic;
 pub mod traffic_cli;
