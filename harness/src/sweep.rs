@@ -542,6 +542,7 @@ impl SweepTarget {
     pub fn engine(dataset_dir: &Path) -> Result<SweepTarget> {
         let dataset = Dataset::load(dataset_dir).context("invalid dataset")?;
         let digest = provenance::digest_dataset(dataset_dir)?;
+        let meta = replay::dataset_meta(dataset_dir);
         let info = DatasetInfo {
             path: dataset_dir.display().to_string(),
             accounts: dataset.accounts.len() as u64,
@@ -549,8 +550,10 @@ impl SweepTarget {
             requests: dataset.traffic.len() as u64,
             first_ts_ns: dataset.traffic.first().map_or(i64::MIN, |r| r.ts_ns),
             last_ts_ns: dataset.last_ts_ns(),
-            seed: None,
-            generator: Default::default(),
+            seed: meta.as_ref().and_then(|m| m.seed),
+            generator: meta
+                .map(|m| m.params.into_iter().collect())
+                .unwrap_or_default(),
             digest: Some(digest),
         };
         ensure!(

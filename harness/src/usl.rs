@@ -250,10 +250,11 @@ fn solve(a: &[[f64; 3]; 3], b: &[f64; 3], k: usize) -> Option<[f64; 3]> {
         }
         m.swap(col, pivot);
         v.swap(col, pivot);
+        let pivot_row = m[col];
         for row in col + 1..k {
-            let f = m[row][col] / m[col][col];
-            for c in col..k {
-                m[row][c] -= f * m[col][c];
+            let f = m[row][col] / pivot_row[col];
+            for (x, p) in m[row].iter_mut().zip(pivot_row).take(k).skip(col) {
+                *x -= f * p;
             }
             v[row] -= f * v[col];
         }

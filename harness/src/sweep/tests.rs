@@ -177,7 +177,7 @@ fn a_failing_start_halves_first() {
     let rates: Vec<f64> = out.steps.iter().map(|s| s.offered_per_sec).collect();
     assert_eq!(&rates[..4], [10_000.0, 5000.0, 2500.0, 1250.0]);
     let best = out.best.unwrap();
-    assert!(best <= 1500.0 && best >= 1500.0 / 1.02);
+    assert!((1500.0 / 1.02..=1500.0).contains(&best));
     // Nothing passes at all.
     let out = search(&o, threshold(0.0, None)).unwrap();
     assert_eq!(out.best, None);
