@@ -165,6 +165,10 @@ struct SweepArgs {
     /// Runs of the final point after the search, for its spread.
     #[arg(long, value_name = "N", default_value_t = 3)]
     repeats: usize,
+    /// Times a failing step is run again before the failure is believed (a shared
+    /// machine's hiccup can fail a step well within capacity).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    retries: usize,
     /// First rate of an automatic search (`2000`, `40k`).
     #[arg(long, value_name = "R", default_value = "1000", value_parser = sweep::parse_rate)]
     start_rate: f64,
@@ -219,6 +223,7 @@ fn run_sweep(a: SweepArgs) -> Result<()> {
     opts.step = a.step;
     opts.interval = a.interval;
     opts.repeats = a.repeats;
+    opts.retries = a.retries;
     opts.start_rate = a.start_rate;
     opts.max_rate = a.max_rate;
     opts.precision = a.precision;

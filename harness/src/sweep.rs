@@ -29,9 +29,12 @@
 //! `--rates auto` ramps geometrically (×2 from `--start-rate`) until a step fails, then
 //! bisects between the last passing and the first failing rate until they are within
 //! `--precision` of each other; if the very first step fails, it halves first. `--rates
-//! LIST` runs each listed rate. The **capacity** is the highest passing rate; it is then run
+//! LIST` runs each listed rate. A failing step is run once more (`--retries`) before the
+//! failure is believed: on a shared machine a hiccup can fail a step well within capacity,
+//! while a real overload fails every time. The **capacity** is the highest passing rate; it is then run
 //! `--repeats` more times and their spread reported. The **knee** is the lowest offered rate
-//! whose p99 exceeds `--knee-factor` (default 2) times the p99 of the lowest step.
+//! from which p99 stays above `--knee-factor` (default 2) times the p99 of the lowest step
+//! at every higher rate.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -63,6 +66,11 @@ pub const SWEEP_CSV_FILE: &str = "sweep.csv";
 pub const STEPS_MAX: usize = 64;
 /// Most repeats of the final point.
 pub const REPEATS_MAX: usize = 100;
+/// Most retries of a failing step.
+pub const RETRIES_MAX: usize = 5;
+/// Sizing reads the USL curve only when its fit has at least this R² (and a degree of
+/// freedom to judge it by); otherwise the measured shard counts alone.
+pub const SIZING_R2_MIN: f64 = 0.9;
 /// Most halvings when the first step of an automatic search already fails.
 const HALVINGS_MAX: usize = 8;
 /// The share of the configured step below which a short dataset's step is not run.
@@ -376,6 +384,8 @@ pub struct SweepOptions {
     pub interval: Option<Duration>,
     /// Runs of the final point after the search.
     pub repeats: usize,
+    /// Times a failing step of the search is run again before the failure is believed.
+    pub retries: usize,
     /// First rate of an automatic search.
     pub start_rate: f64,
     /// Highest rate an automatic search offers.
@@ -414,6 +424,7 @@ impl SweepOptions {
             step: Duration::from_secs(5),
             interval: None,
             repeats: 3,
+            retries: 1,
             start_rate: 1000.0,
             max_rate: None,
             growth: 2.0,
@@ -455,6 +466,11 @@ impl SweepOptions {
             self.repeats <= REPEATS_MAX,
             "--repeats {} is above {REPEATS_MAX}",
             self.repeats
+        );
+        ensure!(
+            self.retries <= RETRIES_MAX,
+            "--retries {} is above {RETRIES_MAX}",
+            self.retries
         );
         ensure!(
             self.start_rate.is_finite() && self.start_rate > 0.0,
@@ -740,6 +756,10 @@ pub struct Step {
     pub measured_s: f64,
     /// The dataset was too short for the full step.
     pub short: bool,
+    /// This failure was not believed at once: the same rate was run again, and the next
+    /// step in the table (same rate) decides.
+    #[serde(default)]
+    pub retried: bool,
     /// Latency from the intended send time, ns.
     pub latency_ns: Percentiles,
     /// p99 of service time (decision − actual submit), ns.
@@ -773,6 +793,7 @@ impl Step {
             measured: 0,
             measured_s: 0.0,
             short: true,
+            retried: false,
             latency_ns: Percentiles::default(),
             service_p99_ns: 0,
             sender_lag_p99_ns: 0,
@@ -812,6 +833,9 @@ impl Step {
         );
         if self.short {
             s.push_str(" (short)");
+        }
+        if self.retried {
+            s.push_str(" (retried)");
         }
         if !self.reasons.is_empty() {
             let _ = write!(s, ": {}", self.reasons.join("; "));
@@ -897,6 +921,7 @@ pub fn judge(
         measured: s.measured,
         measured_s: measured_ns as f64 / 1e9,
         short,
+        retried: false,
         latency_ns: latency,
         service_p99_ns: Percentiles::of(&m.service).p99,
         sender_lag_p99_ns: if m.sender_lag.is_empty() {
@@ -1043,52 +1068,61 @@ pub struct SearchOutcome {
 
 /// Search for the highest passing rate; `run` measures one step at a rate. Pure logic: the
 /// tests drive it with a fake `run`.
+///
+/// A failing step is run again up to `opts.retries` times before the failure is believed
+/// (the first run that passes, or the last run, decides; every run is in the table, the
+/// overruled ones marked `retried`): on a shared machine a scheduling hiccup can fail a step
+/// well within capacity, while a real overload fails every time.
 pub fn search(
     opts: &SweepOptions,
     mut run: impl FnMut(f64, Phase) -> Result<Step>,
 ) -> Result<SearchOutcome> {
     let mut steps: Vec<Step> = Vec::new();
     let budget = STEPS_MAX.saturating_sub(opts.repeats).max(1);
+    let mut judge_rate =
+        |rate: f64, phase: Phase, steps: &mut Vec<Step>| -> Result<(Verdict, Vec<String>)> {
+            let mut retried = 0;
+            loop {
+                let mut s = run(rate, phase)?;
+                let (verdict, reasons) = (s.verdict, s.reasons.clone());
+                if verdict == Verdict::Fail && retried < opts.retries {
+                    s.retried = true;
+                    steps.push(s);
+                    retried += 1;
+                    continue;
+                }
+                steps.push(s);
+                return Ok((verdict, reasons));
+            }
+        };
     match &opts.rates {
         Rates::List(rates) => {
             let mut limit = Limit::AllPassed;
             for &r in rates {
-                let s = run(r, Phase::List)?;
-                let verdict = s.verdict;
-                let reasons = s.reasons.clone();
-                steps.push(s);
-                match verdict {
-                    Verdict::NotRun => {
-                        limit = Limit::DatasetTooShort { rate: r };
-                        break;
-                    }
-                    Verdict::Fail if matches!(limit, Limit::AllPassed) => {
-                        limit = Limit::Failed { rate: r, reasons };
-                    }
-                    _ => {}
+                let (verdict, _) = judge_rate(r, Phase::List, &mut steps)?;
+                if verdict == Verdict::NotRun {
+                    limit = Limit::DatasetTooShort { rate: r };
+                    break;
                 }
             }
-            let best = steps
+            let decided: Vec<&Step> = steps.iter().filter(|s| !s.retried).collect();
+            let best = decided
                 .iter()
                 .filter(|s| s.passed())
                 .map(|s| s.offered_per_sec)
                 .fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.max(r))));
-            if best.is_none() && matches!(limit, Limit::Failed { .. }) {
+            // The limit is the lowest failure above the best pass (a failure below it is a
+            // blip the pass above overrules).
+            let fail_above = decided
+                .iter()
+                .find(|s| s.verdict == Verdict::Fail && best.is_none_or(|b| s.offered_per_sec > b));
+            if best.is_none() && limit == Limit::AllPassed {
                 limit = Limit::NonePassed;
-            }
-            // A failure below the best pass is not the limit: the lowest failure above it is.
-            if let Some(b) = best {
-                if let Some(f) = steps
-                    .iter()
-                    .find(|s| s.verdict == Verdict::Fail && s.offered_per_sec > b)
-                {
-                    limit = Limit::Failed {
-                        rate: f.offered_per_sec,
-                        reasons: f.reasons.clone(),
-                    };
-                } else if matches!(limit, Limit::Failed { .. }) {
-                    limit = Limit::AllPassed;
-                }
+            } else if let Some(f) = fail_above {
+                limit = Limit::Failed {
+                    rate: f.offered_per_sec,
+                    reasons: f.reasons.clone(),
+                };
             }
             Ok(SearchOutcome { steps, best, limit })
         }
@@ -1103,11 +1137,8 @@ pub fn search(
                     limit = Some(Limit::StepsMax);
                     break;
                 }
-                let s = run(r, Phase::Ramp)?;
-                let (verdict, reasons) = (s.verdict, s.reasons.clone());
-                steps.push(s);
-                match verdict {
-                    Verdict::Pass => {
+                match judge_rate(r, Phase::Ramp, &mut steps)? {
+                    (Verdict::Pass, _) => {
                         lo = Some(r);
                         match opts.max_rate {
                             Some(m) if r >= m => {
@@ -1118,28 +1149,25 @@ pub fn search(
                             None => r *= opts.growth,
                         }
                     }
-                    Verdict::Fail => {
+                    (Verdict::Fail, reasons) => {
                         hi = Some((r, reasons));
                         break;
                     }
-                    Verdict::NotRun => {
+                    (Verdict::NotRun, _) => {
                         limit = Some(Limit::DatasetTooShort { rate: r });
                         break;
                     }
                 }
             }
-            // The first step failed: halve until one passes.
+            // The first step failed: go down by the ramp factor until one passes.
             let mut halvings = 0;
             while lo.is_none() && limit.is_none() && halvings < HALVINGS_MAX {
                 let (h, _) = hi.clone().expect("a failure");
                 let r = h / opts.growth;
                 halvings += 1;
-                let s = run(r, Phase::Ramp)?;
-                let (verdict, reasons) = (s.verdict, s.reasons.clone());
-                steps.push(s);
-                match verdict {
-                    Verdict::Pass => lo = Some(r),
-                    _ => hi = Some((r, reasons)),
+                match judge_rate(r, Phase::Ramp, &mut steps)? {
+                    (Verdict::Pass, _) => lo = Some(r),
+                    (_, reasons) => hi = Some((r, reasons)),
                 }
             }
             // Bisect.
@@ -1155,13 +1183,10 @@ pub fn search(
                     break;
                 }
                 let mid = (l + h) / 2.0;
-                let s = run(mid, Phase::Bisect)?;
-                let (verdict, reasons) = (s.verdict, s.reasons.clone());
-                steps.push(s);
-                match verdict {
-                    Verdict::Pass => lo = Some(mid),
-                    Verdict::Fail => hi = Some((mid, reasons)),
-                    Verdict::NotRun => limit = Some(Limit::DatasetTooShort { rate: mid }),
+                match judge_rate(mid, Phase::Bisect, &mut steps)? {
+                    (Verdict::Pass, _) => lo = Some(mid),
+                    (Verdict::Fail, reasons) => hi = Some((mid, reasons)),
+                    (Verdict::NotRun, _) => limit = Some(Limit::DatasetTooShort { rate: mid }),
                 }
             }
             let limit = match (limit, lo, hi) {
@@ -1252,22 +1277,21 @@ pub struct Knee {
     pub below_knee_per_sec: Option<f64>,
 }
 
-/// Find the knee among the steps of one shard count (repeats and steps not run left out).
+/// Find the knee among the steps of one shard count: the lowest offered rate from which
+/// every higher step's p99 stays above `factor` times the lowest step's p99. Latency only
+/// grows with load, so a single high p99 followed by low ones is a hiccup of the machine,
+/// not the knee. Repeats, overruled (`retried`) runs and steps not run are left out.
 pub fn knee(steps: &[Step], factor: f64) -> Option<Knee> {
-    let mut by_rate: Vec<&Step> = steps
-        .iter()
-        .filter(|s| s.phase != Phase::Repeat && s.verdict != Verdict::NotRun && s.measured > 0)
-        .collect();
-    by_rate.sort_by(|a, b| a.offered_per_sec.total_cmp(&b.offered_per_sec));
+    let by_rate = knee_steps(steps);
     let low = by_rate.first()?;
     let threshold = factor * low.latency_ns.p99 as f64;
-    let first_above = by_rate
+    // The start of the run of steps above the threshold that reaches the highest rate.
+    let from = by_rate
         .iter()
-        .position(|s| s.latency_ns.p99 as f64 > threshold);
-    let (knee_step, below) = match first_above {
-        Some(i) => (Some(by_rate[i]), i.checked_sub(1).map(|j| by_rate[j])),
-        None => (None, by_rate.last().copied()),
-    };
+        .rposition(|s| s.latency_ns.p99 as f64 <= threshold)
+        .map_or(0, |i| i + 1);
+    let knee_step = by_rate.get(from).copied();
+    let below = from.checked_sub(1).map(|j| by_rate[j]);
     Some(Knee {
         factor,
         low_load_per_sec: low.offered_per_sec,
@@ -1276,6 +1300,18 @@ pub fn knee(steps: &[Step], factor: f64) -> Option<Knee> {
         knee_p99_ns: knee_step.map(|s| s.latency_ns.p99),
         below_knee_per_sec: below.map(|s| s.offered_per_sec),
     })
+}
+
+/// The steps a knee (and a latency plot) is read from, by rate.
+pub fn knee_steps(steps: &[Step]) -> Vec<&Step> {
+    let mut by_rate: Vec<&Step> = steps
+        .iter()
+        .filter(|s| {
+            s.phase != Phase::Repeat && !s.retried && s.verdict != Verdict::NotRun && s.measured > 0
+        })
+        .collect();
+    by_rate.sort_by(|a, b| a.offered_per_sec.total_cmp(&b.offered_per_sec));
+    by_rate
 }
 
 /// The result of one shard count.
@@ -1355,7 +1391,11 @@ pub fn size(
     let needed = ask.target_per_sec / (1.0 - ask.headroom);
     let per_host_max = ask.cores_per_host - ask.overhead_cores;
     // Candidate shard counts per host and their capacity.
-    let (basis, candidates): (&str, Vec<(usize, f64)>) = match &scaling.usl {
+    let trusted = scaling
+        .usl
+        .as_ref()
+        .filter(|f| f.degrees_of_freedom >= 1 && f.r_squared.is_some_and(|r| r >= SIZING_R2_MIN));
+    let (basis, candidates): (&str, Vec<(usize, f64)>) = match trusted {
         Some(f) => (
             "usl",
             (1..=per_host_max.min(256))
@@ -1419,9 +1459,18 @@ pub fn size(
         "usl" => "shards per host read from the fitted USL curve (interpolated between and \
                   extrapolated beyond the measured shard counts)"
             .into(),
-        _ => "shards per host chosen among the measured shard counts only (no USL fit, so \
-              nothing is extrapolated)"
-            .into(),
+        _ => match &scaling.usl {
+            Some(f) => format!(
+                "shards per host chosen among the measured shard counts only: the USL fit is \
+                 not trusted for sizing (R² {}, {} degree(s) of freedom; sizing needs R² >= \
+                 {SIZING_R2_MIN} and at least 1), so nothing is extrapolated",
+                f.r_squared.map_or("n/a".into(), |r| format!("{r:.3}")),
+                f.degrees_of_freedom
+            ),
+            None => "shards per host chosen among the measured shard counts only (no USL fit, \
+                     so nothing is extrapolated)"
+                .into(),
+        },
     });
     if hosts > 1 {
         assumptions.push(format!(
@@ -1496,6 +1545,9 @@ pub struct SweepSettings {
     pub interval_ns: u64,
     /// Repeats of the final point.
     pub repeats: usize,
+    /// Retries of a failing step.
+    #[serde(default)]
+    pub retries: usize,
     /// First rate of an automatic search.
     pub start_rate_per_sec: f64,
     /// Highest rate of an automatic search.
@@ -1717,6 +1769,7 @@ fn settings(opts: &SweepOptions) -> SweepSettings {
         step_ns: duration_ns(opts.step),
         interval_ns: opts.interval_ns(),
         repeats: opts.repeats,
+        retries: opts.retries,
         start_rate_per_sec: opts.start_rate,
         max_rate_per_sec: opts.max_rate,
         growth: opts.growth,
@@ -1913,14 +1966,14 @@ pub fn write_csv(path: &Path, report: &CapacityReport) -> Result<()> {
     let mut s = String::from(
         "shards,phase,offered_per_sec,sent_per_sec,achieved_per_sec,measured,measured_s,\
          p50_ns,p90_ns,p99_ns,p99_9_ns,max_ns,service_p99_ns,sender_lag_p99_ns,backlog_growth,\
-         short,pass,verdict,reason\n",
+         short,retried,pass,verdict,reason\n",
     );
     let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.1}"));
     for r in &report.results {
         for st in &r.steps {
             let _ = writeln!(
                 s,
-                "{},{},{:.1},{},{},{},{:.3},{},{},{},{},{},{},{},{},{},{},{},{}",
+                "{},{},{:.1},{},{},{},{:.3},{},{},{},{},{},{},{},{},{},{},{},{},{}",
                 st.shards,
                 st.phase.name(),
                 st.offered_per_sec,
@@ -1938,6 +1991,7 @@ pub fn write_csv(path: &Path, report: &CapacityReport) -> Result<()> {
                 st.backlog
                     .map_or(String::new(), |b| format!("{:.5}", b.growth)),
                 st.short,
+                st.retried,
                 st.passed(),
                 match st.verdict {
                     Verdict::Pass => "pass",

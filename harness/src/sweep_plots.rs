@@ -9,7 +9,7 @@ use anyhow::Result;
 use plotters::prelude::*;
 
 use crate::plots::{err, SIZE};
-use crate::sweep::{CapacityReport, Phase, ShardResult, SweepOptions, Verdict};
+use crate::sweep::{CapacityReport, ShardResult, SweepOptions};
 
 /// Achieved against offered load, every shard count.
 pub const ACHIEVED_FILE: &str = "sweep-achieved.svg";
@@ -42,15 +42,9 @@ pub fn write_plots(
     Ok(files)
 }
 
-/// The measured steps of a search (repeats and steps not run left out), by rate.
+/// The measured steps of a search, by rate (as the knee reads them).
 fn search_steps(r: &ShardResult) -> Vec<&crate::sweep::Step> {
-    let mut steps: Vec<_> = r
-        .steps
-        .iter()
-        .filter(|s| s.phase != Phase::Repeat && s.verdict != Verdict::NotRun && s.measured > 0)
-        .collect();
-    steps.sort_by(|a, b| a.offered_per_sec.total_cmp(&b.offered_per_sec));
-    steps
+    crate::sweep::knee_steps(&r.steps)
 }
 
 fn latency(path: &Path, report: &CapacityReport, r: &ShardResult) -> Result<()> {

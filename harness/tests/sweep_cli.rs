@@ -86,7 +86,9 @@ fn reduced_sweep_on_the_sample_writes_consistent_files() {
             .filter(|s| s.phase == Phase::List)
             .map(|s| s.offered_per_sec)
             .collect();
-        assert_eq!(listed, [500.0, 1000.0, 2000.0]);
+        let mut distinct = listed.clone();
+        distinct.dedup(); // a failing rate is run again before the failure is believed
+        assert_eq!(distinct, [500.0, 1000.0, 2000.0]);
         for s in &r.steps {
             assert_eq!(s.shards, r.shards);
             assert_ne!(s.verdict, Verdict::NotRun, "the sample holds these steps");
@@ -110,7 +112,7 @@ fn reduced_sweep_on_the_sample_writes_consistent_files() {
         let best = r
             .steps
             .iter()
-            .filter(|s| s.phase == Phase::List && s.passed())
+            .filter(|s| s.phase == Phase::List && s.passed() && !s.retried)
             .map(|s| s.offered_per_sec)
             .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
         assert_eq!(r.capacity_per_sec, best);

@@ -18,6 +18,7 @@ fn fake(shards: usize, phase: Phase, rate: f64, pass: bool, p99_ns: u64) -> Step
         measured: 90,
         measured_s: 1.0,
         short: false,
+        retried: false,
         latency_ns: Percentiles {
             count: 90,
             p99: p99_ns,
@@ -173,6 +174,7 @@ fn auto_search_finds_the_threshold_within_precision() {
 fn a_failing_start_halves_first() {
     let mut o = SweepOptions::new(slos());
     o.start_rate = 10_000.0;
+    o.retries = 0;
     let out = search(&o, threshold(1500.0, None)).unwrap();
     let rates: Vec<f64> = out.steps.iter().map(|s| s.offered_per_sec).collect();
     assert_eq!(&rates[..4], [10_000.0, 5000.0, 2500.0, 1250.0]);
@@ -207,6 +209,7 @@ fn max_rate_stops_the_ramp() {
 #[test]
 fn listed_rates_run_in_order_and_report_the_first_failure_above_the_best() {
     let mut o = SweepOptions::new(slos());
+    o.retries = 0;
     o.rates = Rates::List(vec![100.0, 200.0, 300.0, 400.0]);
     // 200 fails (a blip), 300 passes, 400 fails: capacity 300, limited by 400.
     let out = search(&o, |rate, phase| {
@@ -224,23 +227,76 @@ fn listed_rates_run_in_order_and_report_the_first_failure_above_the_best() {
 }
 
 #[test]
-fn knee_is_the_first_rate_above_k_times_the_low_load_p99() {
+fn knee_is_where_p99_stays_above_k_times_the_low_load_p99() {
     let steps = vec![
-        fake(1, Phase::Ramp, 4000.0, true, 1_100),
+        fake(1, Phase::Ramp, 4000.0, true, 2_100),
         fake(1, Phase::Ramp, 1000.0, true, 1_000),
-        fake(1, Phase::Ramp, 2000.0, true, 1_900),
-        fake(1, Phase::Bisect, 3000.0, true, 2_100),
-        fake(1, Phase::Repeat, 1500.0, true, 9_000),
+        fake(1, Phase::Ramp, 2000.0, true, 2_500), // a hiccup: lower rates come back
+        fake(1, Phase::Bisect, 3000.0, true, 1_900),
+        fake(1, Phase::Bisect, 5000.0, false, 50_000),
+        fake(1, Phase::Repeat, 3500.0, true, 9_000), // repeats do not count
     ];
     let k = knee(&steps, 2.0).unwrap();
     assert_eq!(k.low_load_per_sec, 1000.0);
     assert_eq!(k.low_load_p99_ns, 1000);
-    assert_eq!(k.knee_per_sec, Some(3000.0));
+    assert_eq!(k.knee_per_sec, Some(4000.0));
     assert_eq!(k.knee_p99_ns, Some(2_100));
-    assert_eq!(k.below_knee_per_sec, Some(2000.0));
-    let k = knee(&steps[1..3], 2.0).unwrap();
-    assert_eq!((k.knee_per_sec, k.below_knee_per_sec), (None, Some(2000.0)));
+    assert_eq!(k.below_knee_per_sec, Some(3000.0));
+    // An overruled (retried) failure does not count either.
+    let mut blip = fake(1, Phase::Bisect, 3000.0, false, 80_000);
+    blip.retried = true;
+    let mut with_blip = steps.clone();
+    with_blip.push(blip);
+    assert_eq!(knee(&with_blip, 2.0).unwrap().knee_per_sec, Some(4000.0));
+    // Never above: not reached, the highest rate is below the knee.
+    let k = knee(&steps[1..4], 2.0).unwrap();
+    assert_eq!((k.knee_per_sec, k.below_knee_per_sec), (None, Some(3000.0)));
     assert_eq!(knee(&[], 2.0), None);
+}
+
+#[test]
+fn a_failure_is_retried_before_it_is_believed() {
+    // 4000/s fails once (a hiccup), then passes: the ramp goes on. 8000/s fails twice.
+    let mut runs_at_4000 = 0;
+    let o = SweepOptions::new(slos());
+    let out = search(&o, |rate, phase| {
+        let pass = if rate == 4000.0 {
+            runs_at_4000 += 1;
+            runs_at_4000 > 1
+        } else {
+            rate <= 6000.0
+        };
+        Ok(fake(1, phase, rate, pass, 1000))
+    })
+    .unwrap();
+    let table: Vec<(f64, bool, bool)> = out
+        .steps
+        .iter()
+        .map(|s| (s.offered_per_sec, s.passed(), s.retried))
+        .collect();
+    assert_eq!(
+        &table[..6],
+        [
+            (1000.0, true, false),
+            (2000.0, true, false),
+            (4000.0, false, true),
+            (4000.0, true, false),
+            (8000.0, false, true),
+            (8000.0, false, false),
+        ]
+    );
+    let best = out.best.unwrap();
+    assert!((6000.0 / 1.02..=6000.0).contains(&best), "{best}");
+    // No retries: the hiccup ends the ramp.
+    let mut o = SweepOptions::new(slos());
+    o.retries = 0;
+    let mut first = true;
+    let out = search(&o, |rate, phase| {
+        let pass = !(rate == 4000.0 && std::mem::take(&mut first)) && rate <= 6000.0;
+        Ok(fake(1, phase, rate, pass, 1000))
+    })
+    .unwrap();
+    assert!(out.best.unwrap() < 4000.0);
 }
 
 #[test]
@@ -310,6 +366,29 @@ fn sizing_from_measured_points() {
         no_fit: None,
     };
     assert!(size(&ask(1.0, 0.0, 4), &none, false, "t").is_err());
+}
+
+#[test]
+fn a_poor_usl_fit_is_not_used_for_sizing() {
+    let pts = [
+        (1.0, 10_000.0),
+        (2.0, 3_000.0),
+        (3.0, 25_000.0),
+        (4.0, 4_000.0),
+    ];
+    let f = usl::fit(&pts).unwrap();
+    assert!(f.r_squared.unwrap() < SIZING_R2_MIN, "{f:?}");
+    let scaling = Scaling {
+        points: pts.iter().map(|&(n, c)| (n as usize, c)).collect(),
+        usl: Some(f),
+        no_fit: None,
+    };
+    let z = size(&ask(20_000.0, 0.0, 8), &scaling, false, "t").unwrap();
+    assert_eq!(
+        (z.basis.as_str(), z.shards_per_host, z.hosts),
+        ("measured", 3, 1)
+    );
+    assert!(z.assumptions.iter().any(|a| a.contains("not trusted")));
 }
 
 #[test]
