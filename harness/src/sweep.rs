@@ -20,8 +20,9 @@
 //!   schedule and not yet decided, read at each interval boundary (`--interval`, default a
 //!   tenth of the step) inside the measurement, before the schedule ends. It is growing when
 //!   the least-squares slope of those readings against the requests due exceeds 0.5% (one
-//!   request in 200 stays behind) and the trend adds more than 16 requests over the
-//!   measurement (readings count whole batches: below that it is noise). With fewer than 3
+//!   request in 200 stays behind), and both the trend and the last reading over the first
+//!   add more than 16 requests over the measurement (readings count whole batches: below
+//!   that it is noise; and a hiccup mid-step tilts the slope but drains away by the end). With fewer than 3
 //!   readings it is not judged. A target slowly falling behind can pass the first check for
 //!   a while; this one catches it.
 //!
@@ -899,7 +900,11 @@ pub fn judge(
     }
     let backlog = backlog(m, rate, opts.interval_ns());
     if let Some(b) = &backlog {
-        if b.growth > opts.backlog_growth_max && b.rise > BACKLOG_RISE_MIN {
+        // The trend and the end agree: a hiccup mid-step tilts the slope but drains away.
+        if b.growth > opts.backlog_growth_max
+            && b.rise > BACKLOG_RISE_MIN
+            && (b.last - b.first) as f64 > BACKLOG_RISE_MIN
+        {
             reasons.push(format!(
                 "backlog growing: {:+.2}% of the requests due stay behind ({} -> {} behind \
                  schedule over {} due)",
@@ -1327,6 +1332,10 @@ pub struct ShardResult {
     pub limit: Limit,
     /// The same in words.
     pub limit_text: String,
+    /// Most repeats of the capacity failed: the machine's noise, not the target, decided
+    /// the number, and it should not be relied on.
+    #[serde(default)]
+    pub unstable: bool,
     /// The knee.
     pub knee: Option<Knee>,
     /// The final point's repeats.
@@ -1687,8 +1696,10 @@ pub fn run(target: &SweepTarget, opts: &SweepOptions, out: &Path) -> Result<Capa
             _ => None,
         };
         let knee = knee(&steps, opts.knee_factor);
+        let unstable = repeats.as_ref().is_some_and(|r| 2 * r.passed < r.runs);
         let result = ShardResult {
             shards,
+            unstable,
             capacity_per_sec: found.best,
             lower_bound: found.limit.is_lower_bound(),
             limit_text: found.limit.describe(),
@@ -1717,9 +1728,22 @@ pub fn run(target: &SweepTarget, opts: &SweepOptions, out: &Path) -> Result<Capa
         no_fit,
     };
     let any_lower_bound = results.iter().any(|r| r.lower_bound);
+    let unstable: Vec<usize> = results
+        .iter()
+        .filter(|r| r.unstable)
+        .map(|r| r.shards)
+        .collect();
     let (sizing, sizing_impossible) = match &opts.sizing {
         Some(ask) => match size(ask, &scaling, any_lower_bound, &description) {
-            Ok(s) => (Some(s), None),
+            Ok(mut s) => {
+                if !unstable.is_empty() {
+                    s.assumptions.push(format!(
+                        "UNRELIABLE: at {unstable:?} shards most repeats of the capacity failed \
+                         its SLOs: the machine's noise decided those capacities"
+                    ));
+                }
+                (Some(s), None)
+            }
             Err(why) => (None, Some(why)),
         },
         None => (None, None),
@@ -1849,6 +1873,12 @@ fn result_line(r: &ShardResult) -> String {
         None => s.push_str("none"),
     }
     let _ = write!(s, " ({})", r.limit_text);
+    if r.unstable {
+        s.push_str(
+            "; UNSTABLE: most repeats at this rate failed, so noise decided it (a quieter \
+             machine, longer --step or a looser SLO is needed)",
+        );
+    }
     s
 }
 

@@ -22,6 +22,19 @@ pub fn latency_file(shards: usize) -> String {
 }
 
 const PALETTE: [RGBColor; 6] = [RED, BLUE, GREEN, MAGENTA, CYAN, BLACK];
+/// SLO lines: colours no percentile line uses.
+const SLO_COLORS: [RGBColor; 3] = [
+    RGBColor(230, 120, 0),
+    RGBColor(140, 70, 20),
+    RGBColor(110, 110, 110),
+];
+/// The capacity line.
+const CAPACITY_COLOR: RGBColor = RGBColor(0, 128, 128);
+
+/// Axis labels for rates: whole numbers.
+fn whole(v: &f64) -> String {
+    format!("{v:.0}")
+}
 
 /// Write every plot into `dir`; returns their file names.
 pub fn write_plots(
@@ -103,6 +116,7 @@ fn latency(path: &Path, report: &CapacityReport, r: &ShardResult) -> Result<()> 
         .configure_mesh()
         .x_desc("offered load, requests per second")
         .y_desc("latency from intended send, ms (log scale)")
+        .x_label_formatter(&whole)
         .draw()
         .map_err(err)?;
     for (points, color, label) in [
@@ -127,7 +141,7 @@ fn latency(path: &Path, report: &CapacityReport, r: &ShardResult) -> Result<()> 
             .map_err(err)?;
     }
     for (i, (text, bound)) in slo_ms.into_iter().enumerate() {
-        let color = PALETTE[(i + 3) % PALETTE.len()];
+        let color = SLO_COLORS[i % SLO_COLORS.len()];
         chart
             .draw_series(DashedLineSeries::new(
                 vec![(0.0, bound), (x_max, bound)],
@@ -155,11 +169,13 @@ fn latency(path: &Path, report: &CapacityReport, r: &ShardResult) -> Result<()> 
         chart
             .draw_series(LineSeries::new(
                 vec![(c, y_min), (c, y_max)],
-                CYAN.stroke_width(2),
+                CAPACITY_COLOR.stroke_width(2),
             ))
             .map_err(err)?
             .label(format!("capacity {c:.0}/s"))
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], CYAN.stroke_width(2)));
+            .legend(|(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], CAPACITY_COLOR.stroke_width(2))
+            });
     }
     chart
         .configure_series_labels()
@@ -192,6 +208,8 @@ fn achieved(path: &Path, report: &CapacityReport) -> Result<()> {
         .configure_mesh()
         .x_desc("offered load, requests per second")
         .y_desc("achieved (decided), requests per second")
+        .x_label_formatter(&whole)
+        .y_label_formatter(&whole)
         .draw()
         .map_err(err)?;
     chart
@@ -297,6 +315,7 @@ fn scaling(path: &Path, report: &CapacityReport) -> Result<()> {
         .configure_mesh()
         .x_desc("shards")
         .y_desc("capacity under the SLOs, requests per second")
+        .y_label_formatter(&whole)
         .draw()
         .map_err(err)?;
     if !curve.is_empty() {
