@@ -464,6 +464,11 @@ impl SweepOptions {
             "--interval must not be longer than --step"
         );
         ensure!(
+            self.interval_ns() >= duration_ns(measure::INTERVAL_MIN),
+            "--interval must be at least {:?}",
+            measure::INTERVAL_MIN
+        );
+        ensure!(
             self.repeats <= REPEATS_MAX,
             "--repeats {} is above {REPEATS_MAX}",
             self.repeats
@@ -1390,12 +1395,15 @@ pub struct Sizing {
     pub assumptions: Vec<String>,
 }
 
-/// Answer the sizing question from the scaling results.
+/// Answer the sizing question from the scaling results. Shard counts in `unstable` (most
+/// repeats of their capacity failed) are left out of the measured candidates while stable
+/// ones remain.
 pub fn size(
     ask: &SizingOptions,
     scaling: &Scaling,
     lower_bound: bool,
     target: &str,
+    unstable: &[usize],
 ) -> std::result::Result<Sizing, String> {
     let needed = ask.target_per_sec / (1.0 - ask.headroom);
     let per_host_max = ask.cores_per_host - ask.overhead_cores;
@@ -1411,15 +1419,20 @@ pub fn size(
                 .map(|n| (n, f.at(n as f64)))
                 .collect(),
         ),
-        None => (
-            "measured",
-            scaling
+        None => {
+            let fits: Vec<(usize, f64)> = scaling
                 .points
                 .iter()
                 .copied()
                 .filter(|(n, _)| *n <= per_host_max)
-                .collect(),
-        ),
+                .collect();
+            let stable: Vec<(usize, f64)> = fits
+                .iter()
+                .copied()
+                .filter(|(n, _)| !unstable.contains(n))
+                .collect();
+            ("measured", if stable.is_empty() { fits } else { stable })
+        }
     };
     if candidates.is_empty() {
         return Err(if scaling.points.is_empty() {
@@ -1734,12 +1747,18 @@ pub fn run(target: &SweepTarget, opts: &SweepOptions, out: &Path) -> Result<Capa
         .map(|r| r.shards)
         .collect();
     let (sizing, sizing_impossible) = match &opts.sizing {
-        Some(ask) => match size(ask, &scaling, any_lower_bound, &description) {
+        Some(ask) => match size(ask, &scaling, any_lower_bound, &description, &unstable) {
             Ok(mut s) => {
-                if !unstable.is_empty() {
+                if unstable.contains(&s.shards_per_host) {
                     s.assumptions.push(format!(
-                        "UNRELIABLE: at {unstable:?} shards most repeats of the capacity failed \
-                         its SLOs: the machine's noise decided those capacities"
+                        "UNRELIABLE: this rests on {} shards, where most repeats of the \
+                         capacity failed its SLOs: the machine's noise decided that capacity",
+                        s.shards_per_host
+                    ));
+                } else if !unstable.is_empty() {
+                    s.assumptions.push(format!(
+                        "left out: {unstable:?} shards, where most repeats of the capacity \
+                         failed its SLOs"
                     ));
                 }
                 (Some(s), None)
@@ -1769,7 +1788,7 @@ pub fn run(target: &SweepTarget, opts: &SweepOptions, out: &Path) -> Result<Capa
         files: Vec::new(),
     };
     let mut files = vec![CAPACITY_FILE.to_string(), SWEEP_CSV_FILE.to_string()];
-    files.extend(sweep_plots::write_plots(out, &report, opts)?);
+    files.extend(sweep_plots::write_plots(out, &report)?);
     report.files = files;
     write_csv(&out.join(SWEEP_CSV_FILE), &report)?;
     let json = serde_json::to_string_pretty(&report).context("serialising capacity.json")?;

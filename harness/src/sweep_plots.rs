@@ -9,7 +9,7 @@ use anyhow::Result;
 use plotters::prelude::*;
 
 use crate::plots::{err, SIZE};
-use crate::sweep::{CapacityReport, ShardResult, SweepOptions};
+use crate::sweep::{CapacityReport, ShardResult};
 
 /// Achieved against offered load, every shard count.
 pub const ACHIEVED_FILE: &str = "sweep-achieved.svg";
@@ -37,11 +37,7 @@ fn whole(v: &f64) -> String {
 }
 
 /// Write every plot into `dir`; returns their file names.
-pub fn write_plots(
-    dir: &Path,
-    report: &CapacityReport,
-    _opts: &SweepOptions,
-) -> Result<Vec<String>> {
+pub fn write_plots(dir: &Path, report: &CapacityReport) -> Result<Vec<String>> {
     let mut files = Vec::new();
     for r in &report.results {
         let name = latency_file(r.shards);

@@ -135,6 +135,11 @@ fn options_are_checked() {
     o.rates = Rates::List(Vec::new());
     assert!(o.validate().is_err());
     let mut o = SweepOptions::new(slos());
+    o.interval = Some(Duration::from_micros(100));
+    assert!(o.validate().is_err());
+    o.interval = Some(Duration::from_secs(60));
+    assert!(o.validate().is_err());
+    let mut o = SweepOptions::new(slos());
     o.sizing = Some(SizingOptions {
         target_per_sec: 1000.0,
         headroom: 0.3,
@@ -340,14 +345,14 @@ fn sizing_from_measured_points() {
         no_fit: Some("no fit possible with 2 points".into()),
     };
     // 12,000/s at 25% headroom needs 16,000/s: two shards on one host.
-    let z = size(&ask(12_000.0, 0.25, 8), &scaling, false, "t").unwrap();
+    let z = size(&ask(12_000.0, 0.25, 8), &scaling, false, "t", &[]).unwrap();
     assert_eq!(
         (z.basis.as_str(), z.shards, z.hosts, z.cores),
         ("measured", 2, 1, 3)
     );
     assert!((z.needed_per_sec - 16_000.0).abs() < 1e-9);
     // 50,000/s needs 66,667/s: hosts of 2 shards at 18,000/s each -> 4 hosts.
-    let z = size(&ask(50_000.0, 0.25, 8), &scaling, true, "t").unwrap();
+    let z = size(&ask(50_000.0, 0.25, 8), &scaling, true, "t", &[]).unwrap();
     assert_eq!(
         (z.shards_per_host, z.hosts, z.shards, z.cores),
         (2, 4, 8, 12)
@@ -358,14 +363,19 @@ fn sizing_from_measured_points() {
         .iter()
         .any(|a| a.contains("shard_of(account_id, 4)")));
     // A host of 2 cores fits 1 shard: 10,000/s each.
-    let z = size(&ask(15_000.0, 0.0, 2), &scaling, false, "t").unwrap();
+    let z = size(&ask(15_000.0, 0.0, 2), &scaling, false, "t", &[]).unwrap();
     assert_eq!((z.shards_per_host, z.hosts), (1, 2));
+    // An unstable shard count is left out while a stable one remains.
+    let z = size(&ask(12_000.0, 0.25, 8), &scaling, false, "t", &[2]).unwrap();
+    assert_eq!((z.shards_per_host, z.hosts), (1, 2));
+    let z = size(&ask(12_000.0, 0.25, 8), &scaling, false, "t", &[1, 2]).unwrap();
+    assert_eq!((z.shards_per_host, z.hosts), (2, 1));
     let none = Scaling {
         points: Vec::new(),
         usl: None,
         no_fit: None,
     };
-    assert!(size(&ask(1.0, 0.0, 4), &none, false, "t").is_err());
+    assert!(size(&ask(1.0, 0.0, 4), &none, false, "t", &[]).is_err());
 }
 
 #[test]
@@ -383,7 +393,7 @@ fn a_poor_usl_fit_is_not_used_for_sizing() {
         usl: Some(f),
         no_fit: None,
     };
-    let z = size(&ask(20_000.0, 0.0, 8), &scaling, false, "t").unwrap();
+    let z = size(&ask(20_000.0, 0.0, 8), &scaling, false, "t", &[]).unwrap();
     assert_eq!(
         (z.basis.as_str(), z.shards_per_host, z.hosts),
         ("measured", 3, 1)
@@ -404,14 +414,14 @@ fn sizing_from_the_usl_curve() {
         no_fit: None,
     };
     // 50,000/s at 0% headroom: the smallest N with X(N) >= 50,000 on a 16-core host.
-    let z = size(&ask(50_000.0, 0.0, 16), &scaling, false, "t").unwrap();
+    let z = size(&ask(50_000.0, 0.0, 16), &scaling, false, "t", &[]).unwrap();
     let want = (1..=15).find(|&n| f.at(n as f64) >= 50_000.0).unwrap();
     assert_eq!(
         (z.basis.as_str(), z.shards_per_host, z.hosts),
         ("usl", want, 1)
     );
     // Beyond what one host reaches: the best N per host, several hosts.
-    let z = size(&ask(1e6, 0.0, 16), &scaling, false, "t").unwrap();
+    let z = size(&ask(1e6, 0.0, 16), &scaling, false, "t", &[]).unwrap();
     let best = (1..=15)
         .max_by(|&a, &b| f.at(a as f64).total_cmp(&f.at(b as f64)))
         .unwrap();
