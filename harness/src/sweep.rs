@@ -1052,13 +1052,13 @@ impl Limit {
                 format!("{} fails: {}", fmt_rate(*rate), reasons.join("; "))
             }
             Limit::DatasetTooShort { rate } => format!(
-                "the dataset is too short to test {} (a lower bound: generate more traffic)",
+                "the dataset is too short to test {}: a lower bound, generate more traffic",
                 fmt_rate(*rate)
             ),
             Limit::MaxRate { rate } => {
-                format!("--max-rate {} passed (a lower bound)", fmt_rate(*rate))
+                format!("--max-rate {} passed: a lower bound", fmt_rate(*rate))
             }
-            Limit::AllPassed => "every listed rate passed (a lower bound)".into(),
+            Limit::AllPassed => "every listed rate passed: a lower bound".into(),
             Limit::StepsMax => format!("the search stopped after {STEPS_MAX} steps"),
             Limit::NonePassed => "no rate passed".into(),
         }
