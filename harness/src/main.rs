@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::{ArgGroup, Parser, Subcommand, ValueEnum};
+use payauth_engine::Durability;
 use payauth_harness::bench::{self, BenchOptions};
 use payauth_harness::measure::{self, MeasureOptions, Mode};
 use payauth_harness::replay::{self, ReplayOptions};
 use payauth_harness::traffic_cli::{self, ConvertArgs, GenerateArgs, InspectArgs};
-use payauth_harness::{compare, report};
+use payauth_harness::{compare, durable, report};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -79,6 +80,21 @@ enum Command {
         /// Collector threads waiting for decisions (default 1).
         #[arg(long, value_name = "N", requires = "mode")]
         collectors: Option<usize>,
+        /// Journal every decision into this state directory before it is released (missing
+        /// or empty for a fresh run; see --resume). Released decisions stream to
+        /// outcomes.csv.part in traffic order until the replay completes.
+        #[arg(long, value_name = "DIR")]
+        state: Option<PathBuf>,
+        /// With --state: `sync` (default; one write + fdatasync per batch before its
+        /// decisions are released), `async:INTERVAL` (fdatasync at most INTERVAL apart, e.g.
+        /// async:5ms), or `none` (in memory, no --state).
+        #[arg(long, value_name = "MODE", value_parser = durable::parse_durability)]
+        durability: Option<Durability>,
+        /// Recover the state in --state (after a crash or kill) and continue from the first
+        /// request not yet durable; outcomes.csv and balances.csv then equal an
+        /// uninterrupted run's. A missing or empty --state is a fresh start.
+        #[arg(long, requires = "state", conflicts_with = "mode")]
+        resume: bool,
     },
     /// Put two measured runs' report.json side by side, with B/A ratios.
     Compare {
@@ -168,13 +184,18 @@ fn run(cli: Cli) -> Result<()> {
             submit_batch,
             interval,
             collectors,
+            state,
+            durability,
+            resume,
         } => {
+            let journal = durable::journal_config(state.as_deref(), durability)?;
             let opts = ReplayOptions {
                 shards,
                 batch_max,
                 hold_ttl_ns: ttl_ns,
                 dup_window_ns: window_ns,
                 retention_ns,
+                journal,
                 ..ReplayOptions::default()
             };
             let mode = match (pace, rate, closed_loop) {
@@ -189,6 +210,10 @@ fn run(cli: Cli) -> Result<()> {
             };
             match mode {
                 // No mode: as fast as the engine takes it, as before.
+                None if opts.journal.is_some() => {
+                    let summary = durable::replay_durable(&dataset_dir, &out, &opts, resume)?;
+                    say(format_args!("{summary}"));
+                }
                 None => {
                     let summary = replay::replay(&dataset_dir, &out, &opts)?;
                     say(format_args!("{summary}"));
