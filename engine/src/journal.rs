@@ -86,6 +86,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub(crate) use files::{shard_dir, snapshot_name, sync_dir, tmp_path};
+pub(crate) use state::Start;
 pub use state::{prune_shard, Mode, RecoveryReport, ShardReport, ShardSink, StateDir, StateMeta};
 pub use writer::JournalWriter;
 #[cfg(test)]

@@ -15,6 +15,7 @@ pub mod dataset;
 pub mod durable;
 pub mod generate;
 pub mod inspect;
+pub mod journal_export;
 pub mod measure;
 pub mod output;
 pub mod plots;

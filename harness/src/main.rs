@@ -12,7 +12,7 @@ use payauth_harness::bench::{self, BenchOptions};
 use payauth_harness::measure::{self, MeasureOptions, Mode};
 use payauth_harness::replay::{self, ReplayOptions};
 use payauth_harness::traffic_cli::{self, ConvertArgs, GenerateArgs, InspectArgs};
-use payauth_harness::{compare, durable, report};
+use payauth_harness::{compare, durable, journal_export, report};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -137,6 +137,16 @@ enum Command {
     Convert(ConvertArgs),
     /// Summarise a dataset: counts by kind, rate over time, hottest accounts, repeats.
     Inspect(InspectArgs),
+    /// Turn a state directory's journal back into a dataset (accounts and tokens as of the
+    /// oldest snapshot kept, traffic with its original timestamps) plus
+    /// expected-outcomes.csv, the decisions the journal recorded. Reads the state in place.
+    JournalExport {
+        /// The state directory (`payauth replay --state`, or a host's `JournalConfig::dir`).
+        state_dir: PathBuf,
+        /// Dataset folder to write (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 /// `--pace` values.
@@ -261,6 +271,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Generate(args) => say(format_args!("{}", traffic_cli::generate(&args)?)),
         Command::Convert(args) => say(format_args!("{}", traffic_cli::convert(&args)?)),
         Command::Inspect(args) => say(format_args!("{}", traffic_cli::inspect(&args)?)),
+        Command::JournalExport { state_dir, out } => say(format_args!(
+            "{}",
+            journal_export::export(&state_dir, &out)?
+        )),
     }
     Ok(())
 }
