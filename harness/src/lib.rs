@@ -12,6 +12,7 @@ pub mod compare;
 pub mod convert;
 pub mod csvout;
 pub mod dataset;
+pub mod durability_bench;
 pub mod durable;
 pub mod generate;
 pub mod inspect;

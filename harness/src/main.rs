@@ -12,7 +12,7 @@ use payauth_harness::bench::{self, BenchOptions};
 use payauth_harness::measure::{self, MeasureOptions, Mode};
 use payauth_harness::replay::{self, ReplayOptions};
 use payauth_harness::traffic_cli::{self, ConvertArgs, GenerateArgs, InspectArgs};
-use payauth_harness::{compare, durable, journal_export, report};
+use payauth_harness::{compare, durability_bench, durable, journal_export, report};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -137,6 +137,42 @@ enum Command {
     Convert(ConvertArgs),
     /// Summarise a dataset: counts by kind, rate over time, hottest accounts, repeats.
     Inspect(InspectArgs),
+    /// Measure the price of durability in one run: the dataset through a fresh engine per
+    /// mode (none, sync, async:INTERVAL), rounds alternating their order; prints each mode's
+    /// median throughput and latency percentiles with ratios to the first mode, and checks
+    /// every mode decided the same.
+    DurabilityBench {
+        /// The dataset folder.
+        dataset_dir: PathBuf,
+        /// Modes to compare, comma-separated; ratios are against the first.
+        #[arg(long, value_name = "LIST", value_delimiter = ',', default_value = "none,sync", value_parser = durable::parse_durability)]
+        modes: Vec<Durability>,
+        /// Rounds of every mode.
+        #[arg(long, value_name = "N", default_value_t = 3)]
+        rounds: usize,
+        /// Engine shards; default one per core.
+        #[arg(long, value_name = "N")]
+        shards: Option<usize>,
+        /// Engine batch size (requests decided and journaled per pass); default 4096.
+        #[arg(long, value_name = "N")]
+        batch_max: Option<usize>,
+        /// Requests per submitted batch.
+        #[arg(long, value_name = "N", default_value_t = 1024)]
+        submit_batch: usize,
+        /// Closed loop: most requests outstanding.
+        #[arg(long, value_name = "N", default_value_t = 16384)]
+        in_flight: usize,
+        /// Open loop at R requests per second instead of closed loop.
+        #[arg(long, value_name = "R")]
+        rate: Option<f64>,
+        /// Leading period left out of the measurements.
+        #[arg(long, value_name = "DURATION", value_parser = measure::parse_duration, default_value = "200ms")]
+        warmup: Duration,
+        /// Where the per-run state directories go (removed after each run): on the disk
+        /// being measured, not a tmpfs.
+        #[arg(long, value_name = "DIR", default_value = ".payauth-bench-state")]
+        state_root: PathBuf,
+    },
     /// Turn a state directory's journal back into a dataset (accounts and tokens as of the
     /// oldest snapshot kept, traffic with its original timestamps) plus
     /// expected-outcomes.csv, the decisions the journal recorded. Reads the state in place.
@@ -271,6 +307,35 @@ fn run(cli: Cli) -> Result<()> {
         Command::Generate(args) => say(format_args!("{}", traffic_cli::generate(&args)?)),
         Command::Convert(args) => say(format_args!("{}", traffic_cli::convert(&args)?)),
         Command::Inspect(args) => say(format_args!("{}", traffic_cli::inspect(&args)?)),
+        Command::DurabilityBench {
+            dataset_dir,
+            modes,
+            rounds,
+            shards,
+            batch_max,
+            submit_batch,
+            in_flight,
+            rate,
+            warmup,
+            state_root,
+        } => {
+            let opts = durability_bench::DurabilityBenchOptions {
+                dataset: dataset_dir,
+                modes,
+                rounds,
+                shards,
+                batch_max,
+                submit_batch,
+                in_flight,
+                rate,
+                warmup,
+                state_root: state_root.clone(),
+            };
+            let report = durability_bench::run(&opts);
+            // Leave no empty folder behind (a non-empty one is not ours to remove).
+            let _ = std::fs::remove_dir(&state_root);
+            say(format_args!("{}", report?));
+        }
         Command::JournalExport { state_dir, out } => say(format_args!(
             "{}",
             journal_export::export(&state_dir, &out)?
