@@ -18,6 +18,8 @@ use super::{RecoveryError, RecoveryErrorKind};
 
 /// Name of the metadata file in the state directory.
 pub(crate) const META_NAME: &str = "state.meta";
+/// The lock file an engine holds an exclusive lock on while it has the directory open.
+pub(crate) const LOCK_NAME: &str = "lock";
 const META_FIRST_LINE: &str = "payauth-state 1";
 
 /// What a state directory is created with and must be reopened with: the shard count (a
@@ -330,7 +332,8 @@ impl StateDir {
                 let path = entry.path();
                 let name = entry.file_name();
                 let name = name.to_string_lossy();
-                let mut half_created = name == format!("{META_NAME}{}", super::files::TMP_SUFFIX);
+                let mut half_created =
+                    name == format!("{META_NAME}{}", super::files::TMP_SUFFIX) || name == LOCK_NAME;
                 if name.starts_with("shard-") && path.is_dir() {
                     let files = list_shard(&path).map_err(|e| RecoveryError::io(&path, &e))?;
                     let listed = files.snapshots.len() + files.temporaries.len();
