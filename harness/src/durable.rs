@@ -31,7 +31,7 @@ use crate::dataset::Dataset;
 use crate::measure;
 use crate::output::{self, OUTCOMES_HEADER};
 use crate::provenance::{self, DatasetDigest};
-use crate::replay::{self, ReplayOptions, ReplaySummary, CHUNK_LEN_MAX, IN_FLIGHT_MAX};
+use crate::replay::{self, ReplayOptions, ReplaySummary};
 
 /// The file decisions are streamed to while a durable replay runs; replaced by
 /// `outcomes.csv` when the replay completes.
@@ -162,16 +162,7 @@ pub fn replay_durable(
         bail!("a durable replay needs a state directory (--state DIR)");
     };
     let config = replay::config(opts)?;
-    let chunk_len = opts.chunk_len.unwrap_or(config.batch_max);
-    let in_flight = opts.in_flight.unwrap_or((2 * config.shards).max(4));
-    ensure!(
-        (1..=CHUNK_LEN_MAX).contains(&chunk_len),
-        "chunk length {chunk_len} is outside 1..={CHUNK_LEN_MAX}"
-    );
-    ensure!(
-        (1..=IN_FLIGHT_MAX).contains(&in_flight),
-        "batches in flight {in_flight} is outside 1..={IN_FLIGHT_MAX}"
-    );
+    let (chunk_len, in_flight) = replay::pipeline(opts, &config)?;
     let state_dir = journal.dir.clone();
 
     let load_start = Instant::now();
@@ -207,17 +198,8 @@ pub fn replay_durable(
             records.push((*r.request, r.code));
         };
         match Engine::recover_with(config.clone(), &observe) {
-            Ok((engine, report)) => (engine, Some(report)),
-            Err(e) if e.kind() == ErrorKind::NoState => (
-                start_fresh(
-                    config,
-                    dataset.accounts,
-                    dataset.tokens,
-                    &state_dir,
-                    &digest,
-                )?,
-                None,
-            ),
+            Ok((engine, report)) => (Some(engine), Some(report)),
+            Err(e) if e.kind() == ErrorKind::NoState => (None, None),
             Err(e) => {
                 return Err(e).with_context(|| {
                     format!("cannot recover the state in {}", state_dir.display())
@@ -225,16 +207,18 @@ pub fn replay_durable(
             }
         }
     } else {
-        (
-            start_fresh(
-                config,
-                dataset.accounts,
-                dataset.tokens,
-                &state_dir,
-                &digest,
-            )?,
-            None,
-        )
+        (None, None)
+    };
+    let engine = match engine {
+        Some(engine) => engine,
+        // Nothing to resume: a fresh start.
+        None => start_fresh(
+            config,
+            dataset.accounts,
+            dataset.tokens,
+            &state_dir,
+            &digest,
+        )?,
     };
     if let Some(problem) = out_of_order.into_inner().unwrap_or_else(|e| e.into_inner()) {
         bail!("cannot resume from {}: {problem}", state_dir.display());
@@ -301,18 +285,12 @@ pub fn replay_durable(
     // The complete outcomes.csv replaces the streamed one.
     let _ = fs::remove_file(out_dir.join(PARTIAL_OUTCOMES_FILE));
 
-    let mut codes: Vec<(Code, u64)> = Code::ALL.iter().map(|&c| (c, 0)).collect();
-    for d in &decisions {
-        if let Some(slot) = codes.iter_mut().find(|(c, _)| *c == d.code) {
-            slot.1 += 1;
-        }
-    }
     Ok(DurableSummary {
         replay: ReplaySummary {
             requests: decisions.len(),
             accounts,
             tokens,
-            codes,
+            codes: replay::code_counts(&decisions),
             load_elapsed,
             replay_elapsed,
             shards,

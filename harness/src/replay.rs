@@ -172,10 +172,9 @@ pub fn start_engine(
     })
 }
 
-/// Replay the dataset in `dataset_dir` and write `outcomes.csv` and `balances.csv` into
-/// `out_dir`. Nothing is written unless the dataset is valid and every request was decided.
-pub fn replay(dataset_dir: &Path, out_dir: &Path, opts: &ReplayOptions) -> Result<ReplaySummary> {
-    let config = config(opts)?;
+/// The submission pipeline of an unmeasured replay: `(requests per submitted batch,
+/// batches in flight)`, from `opts` or the defaults for `config`, checked.
+pub fn pipeline(opts: &ReplayOptions, config: &Config) -> Result<(usize, usize)> {
     let chunk_len = opts.chunk_len.unwrap_or(config.batch_max);
     let in_flight = opts.in_flight.unwrap_or((2 * config.shards).max(4));
     ensure!(
@@ -186,6 +185,25 @@ pub fn replay(dataset_dir: &Path, out_dir: &Path, opts: &ReplayOptions) -> Resul
         (1..=IN_FLIGHT_MAX).contains(&in_flight),
         "batches in flight {in_flight} is outside 1..={IN_FLIGHT_MAX}"
     );
+    Ok((chunk_len, in_flight))
+}
+
+/// Decisions per code, every code listed in ascending order, zeros included.
+pub fn code_counts(decisions: &[Decision]) -> Vec<(Code, u64)> {
+    let mut codes: Vec<(Code, u64)> = Code::ALL.iter().map(|&c| (c, 0)).collect();
+    for d in decisions {
+        if let Some(slot) = codes.iter_mut().find(|(c, _)| *c == d.code) {
+            slot.1 += 1;
+        }
+    }
+    codes
+}
+
+/// Replay the dataset in `dataset_dir` and write `outcomes.csv` and `balances.csv` into
+/// `out_dir`. Nothing is written unless the dataset is valid and every request was decided.
+pub fn replay(dataset_dir: &Path, out_dir: &Path, opts: &ReplayOptions) -> Result<ReplaySummary> {
+    let config = config(opts)?;
+    let (chunk_len, in_flight) = pipeline(opts, &config)?;
 
     let load_start = Instant::now();
     let dataset = Dataset::load(dataset_dir).context("invalid dataset")?;
@@ -204,17 +222,11 @@ pub fn replay(dataset_dir: &Path, out_dir: &Path, opts: &ReplayOptions) -> Resul
 
     output::write_replay_files(out_dir, &decisions, &state.accounts)?;
 
-    let mut codes: Vec<(Code, u64)> = Code::ALL.iter().map(|&c| (c, 0)).collect();
-    for d in &decisions {
-        if let Some(slot) = codes.iter_mut().find(|(c, _)| *c == d.code) {
-            slot.1 += 1;
-        }
-    }
     Ok(ReplaySummary {
         requests: decisions.len(),
         accounts,
         tokens,
-        codes,
+        codes: code_counts(&decisions),
         load_elapsed,
         replay_elapsed,
         shards,

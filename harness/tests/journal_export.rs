@@ -66,6 +66,18 @@ fn snapshot_tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     files
 }
 
+/// `(request_id, code)` of each row of an outcomes file.
+fn id_and_code(outcomes: &str) -> Vec<(&str, &str)> {
+    outcomes
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let mut f = l.split(',').skip(1);
+            (f.next().unwrap(), f.next().unwrap())
+        })
+        .collect()
+}
+
 fn read(path: PathBuf) -> String {
     fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -103,22 +115,8 @@ fn an_exported_journal_replays_to_the_journaled_decisions() {
     // what is missing is exactly the rows answered at resolution.
     let expected = read(data.join("expected-outcomes.csv"));
     let outcomes = read(first.join("outcomes.csv"));
-    let journaled: Vec<(&str, &str)> = expected
-        .lines()
-        .skip(1)
-        .map(|l| {
-            let mut f = l.split(',').skip(1);
-            (f.next().unwrap(), f.next().unwrap())
-        })
-        .collect();
-    let all: Vec<(&str, &str)> = outcomes
-        .lines()
-        .skip(1)
-        .map(|l| {
-            let mut f = l.split(',').skip(1);
-            (f.next().unwrap(), f.next().unwrap())
-        })
-        .collect();
+    let journaled = id_and_code(&expected);
+    let all = id_and_code(&outcomes);
     assert!(journaled.len() < all.len() && journaled.len() > all.len() / 2);
     let mut sorted_journaled = journaled.clone();
     let mut sorted_all = all.clone();
