@@ -5,6 +5,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use crate::config::Config;
 use crate::error::{Error, ErrorKind};
 use crate::journal::{
     prune_shard, shard_dir, Durability, JournalConfig, JournalWriter, Mode, RecoveryError,
-    RecoveryErrorKind, RecoveryReport, ShardSink, StateDir, StateMeta,
+    RecoveryErrorKind, RecoveryReport, ShardSink, StateDir, StateMeta, LOCK_NAME,
 };
 use crate::router::{Directory, Resolved};
 use crate::rules::{decide, Routed, Times};
@@ -72,12 +73,51 @@ pub(crate) fn has_state(config: &Config) -> Result<bool, Error> {
     StateDir::has_state(&journal_config(config).dir).map_err(Error::from_recovery)
 }
 
+/// The exclusive lock on a state directory's `lock` file; released when the last shard
+/// journal holding it is dropped (or the process dies: the OS drops the lock with it).
+#[derive(Debug)]
+pub(crate) struct StateLock {
+    _file: std::fs::File,
+}
+
+/// Take the state directory `root` (created if missing) for this engine alone.
+fn lock_state(root: &Path) -> Result<Arc<StateLock>, Error> {
+    let path = root.join(LOCK_NAME);
+    let journal_err = |e: io::Error| {
+        Error::new(
+            ErrorKind::Journal,
+            format!("locking the state directory: {}: {e}", path.display()),
+        )
+    };
+    std::fs::create_dir_all(root).map_err(journal_err)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(journal_err)?;
+    match file.try_lock() {
+        Ok(()) => Ok(Arc::new(StateLock { _file: file })),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::new(
+            ErrorKind::StateLocked,
+            format!(
+                "{} is open in another engine (it holds the lock on {}): one engine per \
+                 state directory; stop the other one first",
+                root.display(),
+                path.display()
+            ),
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(journal_err(e)),
+    }
+}
+
 /// Create the state directory for a fresh start of `stores`: snapshot 0 of every shard,
 /// then `state.meta` (the commit point), then one writer per shard at record 0. Refuses a
 /// directory that already holds a state.
 pub(crate) fn create(config: &Config, stores: &[Store]) -> Result<Vec<ShardJournal>, Error> {
     let jc = journal_config(config);
     let root = &jc.dir;
+    let lock = lock_state(root)?;
     if has_state(config)? {
         return Err(Error::new(
             ErrorKind::StateExists,
@@ -111,7 +151,7 @@ pub(crate) fn create(config: &Config, stores: &[Store]) -> Result<Vec<ShardJourn
         ));
     }
     (0..config.shards)
-        .map(|k| ShardJournal::open(config, k, 0, 0))
+        .map(|k| ShardJournal::open(config, k, 0, 0, Arc::clone(&lock)))
         .collect()
 }
 
@@ -126,6 +166,7 @@ pub(crate) fn recover(
     if !has_state(config)? {
         return Err(no_state(root));
     }
+    let lock = lock_state(root)?;
     let state = StateDir::open(root, meta(config)).map_err(Error::from_recovery)?;
     if state.is_fresh() {
         // state.meta vanished between the two looks; open created an empty state.
@@ -162,7 +203,15 @@ pub(crate) fn recover(
     let journals = report
         .shards
         .iter()
-        .map(|s| ShardJournal::open(config, s.shard, s.next_seq, s.snapshot_seq.unwrap_or(0)))
+        .map(|s| {
+            ShardJournal::open(
+                config,
+                s.shard,
+                s.next_seq,
+                s.snapshot_seq.unwrap_or(0),
+                Arc::clone(&lock),
+            )
+        })
         .collect::<Result<Vec<_>, Error>>()?;
     Ok((stores, journals, report))
 }
@@ -249,6 +298,8 @@ pub(crate) struct ShardJournal {
     snapshot_seq: u64,
     /// The background snapshot writer, while one runs (or until it is joined).
     snapshot_thread: Option<JoinHandle<io::Result<()>>>,
+    /// Held for as long as the shard journals: the state directory is this engine's.
+    _lock: Arc<StateLock>,
 }
 
 impl ShardJournal {
@@ -259,6 +310,7 @@ impl ShardJournal {
         shard: usize,
         next_seq: u64,
         snapshot_seq: u64,
+        lock: Arc<StateLock>,
     ) -> Result<ShardJournal, Error> {
         let jc = journal_config(config);
         let writer = JournalWriter::open(jc, shard, next_seq).map_err(|e| {
@@ -274,6 +326,7 @@ impl ShardJournal {
             snapshot_every_records: config.snapshot_every_records,
             snapshot_seq,
             snapshot_thread: None,
+            _lock: lock,
         })
     }
 

@@ -35,6 +35,9 @@ pub enum ErrorKind {
     /// state: recover it with [`crate::Engine::recover`] (or [`crate::Engine::open`]), or
     /// point the config at an empty directory.
     StateExists,
+    /// Another engine (in this process or another) has the state directory open: one
+    /// engine per state directory, or their journals would interleave.
+    StateLocked,
 }
 
 /// An error the engine could not turn into a decision.
@@ -90,7 +93,8 @@ impl fmt::Display for Error {
             ErrorKind::Journal => "journal failed",
             ErrorKind::Recovery => "recovery refused",
             ErrorKind::NoState => "no state to recover",
-            ErrorKind::StateExists => "state directory in use",
+            ErrorKind::StateExists => "state directory holds a state",
+            ErrorKind::StateLocked => "state directory locked",
         };
         write!(f, "{what}: {}", self.message)
     }

@@ -12,6 +12,7 @@
 //! # State directory
 //! ```text
 //! STATE/state.meta                               shard count and time rules (text, crc32c)
+//! STATE/lock                                     exclusively locked by the engine using it
 //! STATE/shard-{k}/journal-{first_seq:020}.log    journal segments, named by first record seq
 //! STATE/shard-{k}/snapshot-{seq:020}.snap        snapshots covering records [0, seq)
 //! ```
@@ -87,6 +88,7 @@ use std::time::Duration;
 
 pub(crate) use files::{shard_dir, snapshot_name, sync_dir, tmp_path};
 pub use state::{prune_shard, Mode, RecoveryReport, ShardReport, ShardSink, StateDir, StateMeta};
+pub(crate) use state::{Start, LOCK_NAME};
 pub use writer::JournalWriter;
 #[cfg(test)]
 use {state::PruneReport, writer::JournalStats};

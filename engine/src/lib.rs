@@ -135,6 +135,7 @@
 //!   units with checked arithmetic.
 
 pub mod api;
+mod archive;
 mod config;
 mod durable;
 mod engine;
@@ -152,6 +153,7 @@ pub use api::{
     AccountSpec, AccountState, AccountStatus, Code, Currency, Decision, Dpan, Expiry, HoldState,
     HoldStatus, Kind, Request, StateExport, TokenField, TokenSpec, TokenState, TokenStatus,
 };
+pub use archive::{read_archive, Archive, ArchivedShard, Carried, JournalRecord};
 pub use config::Config;
 pub use durable::ReplayedRecord;
 pub use engine::{Engine, Pending};

@@ -622,6 +622,37 @@ fn no_state_means_start_fresh_and_open_does_either() {
 }
 
 #[test]
+fn one_engine_per_state_directory() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("state");
+    let (accounts, tokens) = universe();
+    let cfg = config(&dir, 2, 4096, 0);
+    let first = Engine::start(cfg.clone(), accounts.clone(), tokens.clone()).unwrap();
+    credits(&first, 1, 2);
+    // Neither a second fresh start nor a recovery may open it while the first runs.
+    let err = Engine::recover(cfg.clone()).err().expect("locked");
+    assert_eq!(err.kind(), ErrorKind::StateLocked, "{err}");
+    let err = Engine::open(cfg.clone(), accounts.clone(), tokens.clone())
+        .err()
+        .expect("locked");
+    assert_eq!(err.kind(), ErrorKind::StateLocked, "{err}");
+    // A second start into the same fresh directory before the first wrote anything is
+    // refused the same way (the lock is taken before state.meta is looked for).
+    let other = root.path().join("other");
+    let a = Engine::start(config(&other, 1, 4096, 0), accounts.clone(), tokens.clone()).unwrap();
+    let err = Engine::start(config(&other, 1, 4096, 0), accounts, tokens)
+        .err()
+        .expect("locked");
+    assert_eq!(err.kind(), ErrorKind::StateLocked, "{err}");
+    drop(a);
+    // Once the first is gone, the directory is free again.
+    first.shutdown(T0).unwrap();
+    let (engine, report) = Engine::recover(cfg).unwrap();
+    assert_eq!(report.records_replayed(), 2);
+    drop(engine);
+}
+
+#[test]
 fn a_start_that_crashed_before_state_meta_is_started_again() {
     let root = tempfile::tempdir().unwrap();
     // What a crash between the snapshots and state.meta leaves (of another universe).

@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::{ArgGroup, Parser, Subcommand, ValueEnum};
+use payauth_engine::Durability;
 use payauth_harness::bench::{self, BenchOptions};
 use payauth_harness::measure::{self, MeasureOptions, Mode};
 use payauth_harness::replay::{self, ReplayOptions};
 use payauth_harness::sweep::{self, SizingOptions, SweepOptions, SweepTarget};
 use payauth_harness::traffic_cli::{self, ConvertArgs, GenerateArgs, InspectArgs};
-use payauth_harness::{compare, report};
+use payauth_harness::{compare, durability_bench, durable, journal_export, report};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -80,6 +81,21 @@ enum Command {
         /// Collector threads waiting for decisions (default 1).
         #[arg(long, value_name = "N", requires = "mode")]
         collectors: Option<usize>,
+        /// Journal every decision into this state directory before it is released (missing
+        /// or empty for a fresh run; see --resume). Released decisions stream to
+        /// outcomes.csv.part in traffic order until the replay completes.
+        #[arg(long, value_name = "DIR")]
+        state: Option<PathBuf>,
+        /// With --state: `sync` (default; one write + fdatasync per batch before its
+        /// decisions are released), `async:INTERVAL` (fdatasync at most INTERVAL apart, e.g.
+        /// async:5ms), or `none` (in memory, no --state).
+        #[arg(long, value_name = "MODE", value_parser = durable::parse_durability)]
+        durability: Option<Durability>,
+        /// Recover the state in --state (after a crash or kill) and continue from the first
+        /// request not yet durable; outcomes.csv and balances.csv then equal an
+        /// uninterrupted run's. A missing or empty --state is a fresh start.
+        #[arg(long, requires = "state", conflicts_with = "mode")]
+        resume: bool,
     },
     /// Put two measured runs' report.json side by side, with B/A ratios.
     Compare {
@@ -126,6 +142,52 @@ enum Command {
     Convert(ConvertArgs),
     /// Summarise a dataset: counts by kind, rate over time, hottest accounts, repeats.
     Inspect(InspectArgs),
+    /// Measure the price of durability in one run: the dataset through a fresh engine per
+    /// mode (none, sync, async:INTERVAL), rounds alternating their order; prints each mode's
+    /// median throughput and latency percentiles with ratios to the first mode, and checks
+    /// every mode decided the same.
+    DurabilityBench {
+        /// The dataset folder.
+        dataset_dir: PathBuf,
+        /// Modes to compare, comma-separated; ratios are against the first.
+        #[arg(long, value_name = "LIST", value_delimiter = ',', default_value = "none,sync", value_parser = durable::parse_durability)]
+        modes: Vec<Durability>,
+        /// Rounds of every mode.
+        #[arg(long, value_name = "N", default_value_t = 3)]
+        rounds: usize,
+        /// Engine shards; default one per core.
+        #[arg(long, value_name = "N")]
+        shards: Option<usize>,
+        /// Engine batch size (requests decided and journaled per pass); default 4096.
+        #[arg(long, value_name = "N")]
+        batch_max: Option<usize>,
+        /// Requests per submitted batch.
+        #[arg(long, value_name = "N", default_value_t = 1024)]
+        submit_batch: usize,
+        /// Closed loop: most requests outstanding.
+        #[arg(long, value_name = "N", default_value_t = 16384)]
+        in_flight: usize,
+        /// Open loop at R requests per second instead of closed loop.
+        #[arg(long, value_name = "R")]
+        rate: Option<f64>,
+        /// Leading period left out of the measurements.
+        #[arg(long, value_name = "DURATION", value_parser = measure::parse_duration, default_value = "200ms")]
+        warmup: Duration,
+        /// Where the per-run state directories go (removed after each run): on the disk
+        /// being measured, not a tmpfs.
+        #[arg(long, value_name = "DIR", default_value = ".payauth-bench-state")]
+        state_root: PathBuf,
+    },
+    /// Turn a state directory's journal back into a dataset (accounts and tokens as of the
+    /// oldest snapshot kept, traffic with its original timestamps) plus
+    /// expected-outcomes.csv, the decisions the journal recorded. Reads the state in place.
+    JournalExport {
+        /// The state directory (`payauth replay --state`, or a host's `JournalConfig::dir`).
+        state_dir: PathBuf,
+        /// Dataset folder to write (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 /// `payauth sweep`.
@@ -295,13 +357,18 @@ fn run(cli: Cli) -> Result<()> {
             submit_batch,
             interval,
             collectors,
+            state,
+            durability,
+            resume,
         } => {
+            let journal = durable::journal_config(state.as_deref(), durability)?;
             let opts = ReplayOptions {
                 shards,
                 batch_max,
                 hold_ttl_ns: ttl_ns,
                 dup_window_ns: window_ns,
                 retention_ns,
+                journal,
                 ..ReplayOptions::default()
             };
             let mode = match (pace, rate, closed_loop) {
@@ -316,6 +383,10 @@ fn run(cli: Cli) -> Result<()> {
             };
             match mode {
                 // No mode: as fast as the engine takes it, as before.
+                None if opts.journal.is_some() => {
+                    let summary = durable::replay_durable(&dataset_dir, &out, &opts, resume)?;
+                    say(format_args!("{summary}"));
+                }
                 None => {
                     let summary = replay::replay(&dataset_dir, &out, &opts)?;
                     say(format_args!("{summary}"));
@@ -364,6 +435,39 @@ fn run(cli: Cli) -> Result<()> {
         Command::Generate(args) => say(format_args!("{}", traffic_cli::generate(&args)?)),
         Command::Convert(args) => say(format_args!("{}", traffic_cli::convert(&args)?)),
         Command::Inspect(args) => say(format_args!("{}", traffic_cli::inspect(&args)?)),
+        Command::DurabilityBench {
+            dataset_dir,
+            modes,
+            rounds,
+            shards,
+            batch_max,
+            submit_batch,
+            in_flight,
+            rate,
+            warmup,
+            state_root,
+        } => {
+            let opts = durability_bench::DurabilityBenchOptions {
+                dataset: dataset_dir,
+                modes,
+                rounds,
+                shards,
+                batch_max,
+                submit_batch,
+                in_flight,
+                rate,
+                warmup,
+                state_root: state_root.clone(),
+            };
+            let report = durability_bench::run(&opts);
+            // Leave no empty folder behind (a non-empty one is not ours to remove).
+            let _ = std::fs::remove_dir(&state_root);
+            say(format_args!("{}", report?));
+        }
+        Command::JournalExport { state_dir, out } => say(format_args!(
+            "{}",
+            journal_export::export(&state_dir, &out)?
+        )),
     }
     Ok(())
 }

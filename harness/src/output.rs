@@ -21,21 +21,29 @@ const WRITE_BUFFER_BYTES: usize = 1 << 20;
 /// Write `seq,request_id,code` rows: `seq` is the index in `decisions` (the traffic row).
 pub fn write_outcomes<W: Write>(out: W, decisions: &[Decision]) -> io::Result<()> {
     let mut out = BufWriter::with_capacity(WRITE_BUFFER_BYTES, out);
-    out.write_all(b"seq,request_id,code\n")?;
+    out.write_all(OUTCOMES_HEADER)?;
     // Format by hand into one reused line: 10M rows through `write!` cost a second.
     let mut line = Vec::with_capacity(64);
-    let mut digits = [0u8; 20];
     for (seq, d) in decisions.iter().enumerate() {
         line.clear();
-        line.extend_from_slice(format_u64(seq as u64, &mut digits));
-        line.push(b',');
-        line.extend_from_slice(format_u64(d.request_id, &mut digits));
-        line.push(b',');
-        line.extend_from_slice(d.code.as_str().as_bytes());
-        line.push(b'\n');
+        push_outcome(&mut line, seq as u64, d);
         out.write_all(&line)?;
     }
     out.flush()
+}
+
+/// The header row of `outcomes.csv`.
+pub const OUTCOMES_HEADER: &[u8] = b"seq,request_id,code\n";
+
+/// Append one `seq,request_id,code` row (with its LF) to `line`.
+pub fn push_outcome(line: &mut Vec<u8>, seq: u64, d: &Decision) {
+    let mut digits = [0u8; 20];
+    line.extend_from_slice(format_u64(seq, &mut digits));
+    line.push(b',');
+    line.extend_from_slice(format_u64(d.request_id, &mut digits));
+    line.push(b',');
+    line.extend_from_slice(d.code.as_str().as_bytes());
+    line.push(b'\n');
 }
 
 /// Write `account_id,balance,held,available` rows, sorted by `account_id`, each amount with

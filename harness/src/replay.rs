@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use payauth_engine::{Code, Config, Decision, Engine, Request, SubmitError};
+use payauth_engine::{
+    AccountSpec, Code, Config, Decision, Engine, ErrorKind, JournalConfig, Request, SubmitError,
+    TokenSpec,
+};
 
 use crate::dataset::Dataset;
 use crate::measure::{self, MeasureOptions};
@@ -41,6 +44,10 @@ pub struct ReplayOptions {
     pub chunk_len: Option<usize>,
     /// Submitted batches waiting for decisions at once; default `max(4, 2 * shards)`.
     pub in_flight: Option<usize>,
+    /// Journal into this state directory ([`Config::journal`]); `None` is in memory. A
+    /// replay never snapshots after the start ([`Config::snapshot_every_records`] = 0), so
+    /// the journal holds every decision a resume must write out again.
+    pub journal: Option<JournalConfig>,
 }
 
 /// What a replay did, for the summary line.
@@ -139,14 +146,35 @@ pub fn config(opts: &ReplayOptions) -> Result<Config> {
     if let Some(ns) = opts.retention_ns {
         config.retention_ns = ns;
     }
+    if let Some(journal) = &opts.journal {
+        config.journal = Some(journal.clone());
+        config.snapshot_every_records = 0;
+    }
     config.validate()?;
     Ok(config)
 }
 
-/// Replay the dataset in `dataset_dir` and write `outcomes.csv` and `balances.csv` into
-/// `out_dir`. Nothing is written unless the dataset is valid and every request was decided.
-pub fn replay(dataset_dir: &Path, out_dir: &Path, opts: &ReplayOptions) -> Result<ReplaySummary> {
-    let config = config(opts)?;
+/// Start an engine for a replay; a state directory that already holds a state gets a hint
+/// at `--resume`.
+pub fn start_engine(
+    config: Config,
+    accounts: Vec<AccountSpec>,
+    tokens: Vec<TokenSpec>,
+) -> Result<Engine> {
+    let dir = config.journal.as_ref().map(|j| j.dir.clone());
+    Engine::start(config, accounts, tokens).map_err(|e| match (&dir, e.kind()) {
+        (Some(dir), ErrorKind::StateExists) => anyhow::anyhow!(
+            "{} holds the state of an earlier run: add --resume to continue it, or name an \
+                 empty directory",
+            dir.display()
+        ),
+        _ => anyhow::Error::new(e).context("cannot start the engine"),
+    })
+}
+
+/// The submission pipeline of an unmeasured replay: `(requests per submitted batch,
+/// batches in flight)`, from `opts` or the defaults for `config`, checked.
+pub fn pipeline(opts: &ReplayOptions, config: &Config) -> Result<(usize, usize)> {
     let chunk_len = opts.chunk_len.unwrap_or(config.batch_max);
     let in_flight = opts.in_flight.unwrap_or((2 * config.shards).max(4));
     ensure!(
@@ -157,6 +185,25 @@ pub fn replay(dataset_dir: &Path, out_dir: &Path, opts: &ReplayOptions) -> Resul
         (1..=IN_FLIGHT_MAX).contains(&in_flight),
         "batches in flight {in_flight} is outside 1..={IN_FLIGHT_MAX}"
     );
+    Ok((chunk_len, in_flight))
+}
+
+/// Decisions per code, every code listed in ascending order, zeros included.
+pub fn code_counts(decisions: &[Decision]) -> Vec<(Code, u64)> {
+    let mut codes: Vec<(Code, u64)> = Code::ALL.iter().map(|&c| (c, 0)).collect();
+    for d in decisions {
+        if let Some(slot) = codes.iter_mut().find(|(c, _)| *c == d.code) {
+            slot.1 += 1;
+        }
+    }
+    codes
+}
+
+/// Replay the dataset in `dataset_dir` and write `outcomes.csv` and `balances.csv` into
+/// `out_dir`. Nothing is written unless the dataset is valid and every request was decided.
+pub fn replay(dataset_dir: &Path, out_dir: &Path, opts: &ReplayOptions) -> Result<ReplaySummary> {
+    let config = config(opts)?;
+    let (chunk_len, in_flight) = pipeline(opts, &config)?;
 
     let load_start = Instant::now();
     let dataset = Dataset::load(dataset_dir).context("invalid dataset")?;
@@ -165,8 +212,7 @@ pub fn replay(dataset_dir: &Path, out_dir: &Path, opts: &ReplayOptions) -> Resul
     let (shards, batch_max) = (config.shards, config.batch_max);
     let (accounts, tokens) = (dataset.accounts.len(), dataset.tokens.len());
 
-    let engine = Engine::start(config, dataset.accounts, dataset.tokens)
-        .context("cannot start the engine")?;
+    let engine = start_engine(config, dataset.accounts, dataset.tokens)?;
     let replay_start = Instant::now();
     let decisions = run(&engine, &dataset.traffic, chunk_len, in_flight)?;
     let replay_elapsed = replay_start.elapsed();
@@ -176,17 +222,11 @@ pub fn replay(dataset_dir: &Path, out_dir: &Path, opts: &ReplayOptions) -> Resul
 
     output::write_replay_files(out_dir, &decisions, &state.accounts)?;
 
-    let mut codes: Vec<(Code, u64)> = Code::ALL.iter().map(|&c| (c, 0)).collect();
-    for d in &decisions {
-        if let Some(slot) = codes.iter_mut().find(|(c, _)| *c == d.code) {
-            slot.1 += 1;
-        }
-    }
     Ok(ReplaySummary {
         requests: decisions.len(),
         accounts,
         tokens,
-        codes,
+        codes: code_counts(&decisions),
         load_elapsed,
         replay_elapsed,
         shards,
@@ -256,8 +296,7 @@ pub fn replay_measured(
     let as_of_ns = dataset.last_ts_ns();
     let engine_settings = EngineSettings::from(&config);
 
-    let engine = Engine::start(config, dataset.accounts, dataset.tokens)
-        .context("cannot start the engine")?;
+    let engine = start_engine(config, dataset.accounts, dataset.tokens)?;
     let measurement = measure::drive(&engine, &dataset.traffic, measure)?;
     let state = engine
         .shutdown(as_of_ns)
@@ -316,32 +355,56 @@ pub fn run(
     chunk_len: usize,
     in_flight: usize,
 ) -> Result<Vec<Decision>> {
+    let mut decisions: Vec<Decision> = Vec::with_capacity(traffic.len());
+    run_streamed(engine, traffic, chunk_len, in_flight, |_, got| {
+        decisions.extend_from_slice(got);
+        Ok(())
+    })?;
+    Ok(decisions)
+}
+
+/// [`run`], handing each batch's decisions to `sink` as they are released, oldest batch
+/// first: `sink(start, decisions)` answers `traffic[start..start + decisions.len()]`,
+/// already checked one for one against those requests.
+pub fn run_streamed(
+    engine: &Engine,
+    traffic: &[Request],
+    chunk_len: usize,
+    in_flight: usize,
+    mut sink: impl FnMut(usize, &[Decision]) -> Result<()>,
+) -> Result<()> {
     assert!(
         chunk_len > 0 && in_flight > 0,
         "chunk_len and in_flight must be positive"
     );
-    let mut decisions: Vec<Decision> = Vec::with_capacity(traffic.len());
-    // (decisions to come, the requests they answer)
+    // (decisions to come, index of the batch's first request)
     let mut pending = VecDeque::with_capacity(in_flight);
-    for chunk in traffic.chunks(chunk_len) {
+    let mut collect = |p: payauth_engine::Pending, start: usize| -> Result<()> {
+        let got = p.wait().context("waiting for decisions failed")?;
+        let end = (start + chunk_len).min(traffic.len());
+        check(&traffic[start..end], start, &got)?;
+        sink(start, &got)
+    };
+    for (i, chunk) in traffic.chunks(chunk_len).enumerate() {
+        let start = i * chunk_len;
         let mut batch = chunk.to_vec();
         loop {
             if pending.len() >= in_flight {
-                let (p, reqs) = pending.pop_front().expect("in_flight > 0");
-                collect(&mut decisions, reqs, p)?;
+                let (p, at) = pending.pop_front().expect("in_flight > 0");
+                collect(p, at)?;
             }
             match engine.try_submit(batch) {
                 Ok(p) => {
-                    pending.push_back((p, chunk));
+                    pending.push_back((p, start));
                     break;
                 }
                 Err(SubmitError::Full(back)) => {
                     batch = back;
                     match pending.pop_front() {
-                        Some((p, reqs)) => collect(&mut decisions, reqs, p)?,
+                        Some((p, at)) => collect(p, at)?,
                         None => {
                             // Full with nothing of ours in flight: wait for room.
-                            pending.push_back((engine.submit_async(&batch), chunk));
+                            pending.push_back((engine.submit_async(&batch), start));
                             break;
                         }
                     }
@@ -350,23 +413,14 @@ pub fn run(
             }
         }
     }
-    while let Some((p, reqs)) = pending.pop_front() {
-        collect(&mut decisions, reqs, p)?;
+    while let Some((p, at)) = pending.pop_front() {
+        collect(p, at)?;
     }
-    Ok(decisions)
+    Ok(())
 }
 
-fn collect(
-    decisions: &mut Vec<Decision>,
-    reqs: &[Request],
-    pending: payauth_engine::Pending,
-) -> Result<()> {
-    let got = pending.wait().context("waiting for decisions failed")?;
-    check(decisions, reqs, got)
-}
-
-/// Append a batch's decisions after checking they answer `reqs`, one for one.
-fn check(decisions: &mut Vec<Decision>, reqs: &[Request], got: Vec<Decision>) -> Result<()> {
+/// Check a batch's decisions answer `reqs` (traffic rows from `start` on), one for one.
+fn check(reqs: &[Request], start: usize, got: &[Decision]) -> Result<()> {
     ensure!(
         got.len() == reqs.len(),
         "the engine answered {} decisions to a batch of {} requests",
@@ -375,7 +429,7 @@ fn check(decisions: &mut Vec<Decision>, reqs: &[Request], got: Vec<Decision>) ->
     );
     if let Some((i, (r, d))) = reqs
         .iter()
-        .zip(&got)
+        .zip(got)
         .enumerate()
         .find(|(_, (r, d))| r.request_id != d.request_id)
     {
@@ -383,10 +437,9 @@ fn check(decisions: &mut Vec<Decision>, reqs: &[Request], got: Vec<Decision>) ->
             "decision {} answers request_id {} but the request (seq {}) has {}",
             i,
             d.request_id,
-            decisions.len() + i,
+            start + i,
             r.request_id
         );
     }
-    decisions.extend_from_slice(&got);
     Ok(())
 }

@@ -18,6 +18,8 @@ use super::{RecoveryError, RecoveryErrorKind};
 
 /// Name of the metadata file in the state directory.
 pub(crate) const META_NAME: &str = "state.meta";
+/// The lock file an engine holds an exclusive lock on while it has the directory open.
+pub(crate) const LOCK_NAME: &str = "lock";
 const META_FIRST_LINE: &str = "payauth-state 1";
 
 /// What a state directory is created with and must be reopened with: the shard count (a
@@ -111,12 +113,18 @@ pub enum Mode {
     /// Cut a torn tail (truncate), remove an empty last segment and leftover temporaries:
     /// what a restart does before the writers continue.
     Repair,
-    /// Change nothing; report what Repair would cut (e.g. for turning a journal back into a
-    /// dataset while the directory is inspected).
-    // The engine always repairs; this is for the tools that read a state directory in
-    // place (the journal -> dataset conversion of issue 4), and the tests use it now.
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// Change nothing; report what Repair would cut (for tools that read a state directory
+    /// in place, such as `crate::archive`, which turns a journal back into traffic).
     ReadOnly,
+}
+
+/// Which snapshot of each shard recovery starts from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Start {
+    /// The newest: the shortest replay (what the engine does).
+    Newest,
+    /// The oldest kept: the longest stretch of journal (what an archive reader wants).
+    Oldest,
 }
 
 /// Where recovery delivers one shard's state; implemented by the engine (restore into a
@@ -324,7 +332,8 @@ impl StateDir {
                 let path = entry.path();
                 let name = entry.file_name();
                 let name = name.to_string_lossy();
-                let mut half_created = name == format!("{META_NAME}{}", super::files::TMP_SUFFIX);
+                let mut half_created =
+                    name == format!("{META_NAME}{}", super::files::TMP_SUFFIX) || name == LOCK_NAME;
                 if name.starts_with("shard-") && path.is_dir() {
                     let files = list_shard(&path).map_err(|e| RecoveryError::io(&path, &e))?;
                     let listed = files.snapshots.len() + files.temporaries.len();
@@ -369,13 +378,36 @@ impl StateDir {
         })
     }
 
+    /// Open an existing state directory as it is, with the `state.meta` it holds, creating
+    /// and changing nothing: [`RecoveryErrorKind::NotAStateDir`] when there is no
+    /// `state.meta`.
+    pub(crate) fn open_existing(root: &Path) -> Result<StateDir, RecoveryError> {
+        let meta_path = root.join(META_NAME);
+        let bytes = match fs::read(&meta_path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(RecoveryError::new(
+                    RecoveryErrorKind::NotAStateDir,
+                    format!("no {META_NAME}: not a payauth state directory (or an empty one)"),
+                )
+                .at_path(root))
+            }
+            Err(e) => return Err(RecoveryError::io(&meta_path, &e)),
+        };
+        let text = String::from_utf8(bytes).map_err(|_| {
+            RecoveryError::new(RecoveryErrorKind::Corrupt, "not UTF-8 text").at_path(&meta_path)
+        })?;
+        let meta = StateMeta::decode(&text)
+            .map_err(|m| RecoveryError::new(RecoveryErrorKind::Corrupt, m).at_path(&meta_path))?;
+        StateDir::open(root, meta)
+    }
+
     /// True when `open` created the directory: nothing to recover.
     pub fn is_fresh(&self) -> bool {
         self.fresh
     }
 
     /// What it was created with.
-    #[cfg(test)]
     pub fn meta(&self) -> StateMeta {
         self.meta
     }
@@ -396,6 +428,16 @@ impl StateDir {
         sinks: &mut [S],
         mode: Mode,
     ) -> Result<RecoveryReport, RecoveryError> {
+        self.recover_from(sinks, mode, Start::Newest)
+    }
+
+    /// [`StateDir::recover`] from the snapshot `start` names.
+    pub(crate) fn recover_from<S: ShardSink>(
+        &self,
+        sinks: &mut [S],
+        mode: Mode,
+        start: Start,
+    ) -> Result<RecoveryReport, RecoveryError> {
         assert_eq!(sinks.len(), self.meta.shards, "one sink per shard");
         let started = Instant::now();
         let workers = std::thread::available_parallelism()
@@ -413,7 +455,7 @@ impl StateDir {
                                 // while a shard is read.
                                 let next = queue.lock().unwrap_or_else(|p| p.into_inner()).next();
                                 let Some((k, sink)) = next else { break };
-                                done.push((k, recover_shard(&self.root, k, sink, mode)));
+                                done.push((k, recover_shard(&self.root, k, sink, mode, start)));
                             }
                             done
                         })
@@ -476,6 +518,7 @@ fn recover_shard<S: ShardSink>(
     shard: usize,
     sink: &mut S,
     mode: Mode,
+    start: Start,
 ) -> Result<ShardReport, RecoveryError> {
     let started = Instant::now();
     let dir = shard_dir(root, shard);
@@ -487,7 +530,11 @@ fn recover_shard<S: ShardSink>(
         }
     }
     let mut snapshot_seq = None;
-    if let Some((seq, path)) = files.snapshots.last() {
+    let chosen = match start {
+        Start::Newest => files.snapshots.last(),
+        Start::Oldest => files.snapshots.first(),
+    };
+    if let Some((seq, path)) = chosen {
         let (header_seq, image) = read_snapshot(path, shard).map_err(|e| {
             let hint = match files.snapshots.len() {
                 1 => String::new(),
