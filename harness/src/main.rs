@@ -211,10 +211,10 @@ struct SweepArgs {
     /// Universal Scalability Law is fitted.
     #[arg(long, value_name = "LIST", value_parser = |t: &str| sweep::parse_shards(t).map(ShardList))]
     shards: Option<ShardList>,
-    /// Engine durability for every step: `none`, `sync` or `async:MS`. With a journal each
+    /// Engine durability for every step: `none`, `sync` or `async:INTERVAL` (`async:5ms`). With a journal each
     /// step gets a fresh state directory under --out, deleted after it.
-    #[arg(long, value_name = "MODE", default_value = "none", value_parser = sweep::parse_durability)]
-    durability: sweep::DurabilityMode,
+    #[arg(long, value_name = "MODE", default_value = "none", value_parser = durable::parse_durability)]
+    durability: Durability,
     /// Leading period of each step not measured.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = measure::parse_duration)]
     warmup: Duration,

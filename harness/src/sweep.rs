@@ -240,70 +240,26 @@ pub fn parse_percent(text: &str) -> std::result::Result<f64, String> {
     Ok(v / 100.0)
 }
 
-/// How the engine makes decisions durable during a sweep (`--durability`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DurabilityMode {
-    /// In memory only (no journal).
-    None,
-    /// Journal, fdatasync before every release ([`Durability::Sync`]).
-    Sync,
-    /// Journal, fdatasync at most every `interval_ms` ([`Durability::Async`]).
-    Async {
-        /// Milliseconds between syncs.
-        interval_ms: u64,
-    },
-}
-
-impl DurabilityMode {
-    /// `none`, `sync`, `async:10`.
-    pub fn name(&self) -> String {
-        match self {
-            DurabilityMode::None => "none".into(),
-            DurabilityMode::Sync => "sync".into(),
-            DurabilityMode::Async { interval_ms } => format!("async:{interval_ms}"),
+/// A durability mode as capacity.json and the summary name it: `none`, `sync`,
+/// `async:5ms` (the `--durability` grammar of [`crate::durable::parse_durability`], which
+/// `sweep` shares with `replay`).
+pub fn durability_name(d: Durability) -> String {
+    match d {
+        Durability::None => "none".into(),
+        Durability::Sync => "sync".into(),
+        Durability::Async { interval } if interval.subsec_nanos() % 1_000_000 == 0 => {
+            format!("async:{}ms", interval.as_millis())
         }
-    }
-
-    /// The engine's journal setting for a state directory `dir`; `None` for in memory.
-    pub fn journal(&self, dir: &Path) -> Option<JournalConfig> {
-        let durability = match *self {
-            DurabilityMode::None => return None,
-            DurabilityMode::Sync => Durability::Sync,
-            DurabilityMode::Async { interval_ms } => Durability::Async {
-                interval: Duration::from_millis(interval_ms),
-            },
-        };
-        Some(JournalConfig {
-            durability,
-            ..JournalConfig::new(dir)
-        })
+        Durability::Async { interval } => format!("async:{}us", interval.as_micros()),
     }
 }
 
-/// `none`, `sync` or `async:MS` (milliseconds between syncs; `async:10ms` and `async:1s`
-/// are read too).
-pub fn parse_durability(text: &str) -> std::result::Result<DurabilityMode, String> {
-    let t = text.trim();
-    match t {
-        "none" => return Ok(DurabilityMode::None),
-        "sync" => return Ok(DurabilityMode::Sync),
-        _ => {}
-    }
-    let bad = || format!("--durability {text:?}: write none, sync or async:MS (e.g. async:10)");
-    let ms = t.strip_prefix("async:").ok_or_else(bad)?.trim();
-    let interval = if !ms.is_empty() && ms.chars().all(|c| c.is_ascii_digit()) {
-        Duration::from_millis(ms.parse().map_err(|_| bad())?)
-    } else {
-        measure::parse_duration(ms).map_err(|_| bad())?
-    };
-    let interval_ms = u64::try_from(interval.as_millis()).map_err(|_| bad())?;
-    if interval_ms == 0 {
-        return Err(format!(
-            "--durability {text:?}: the async interval must be at least 1 ms (or use sync)"
-        ));
-    }
-    Ok(DurabilityMode::Async { interval_ms })
+/// The journal of one step in `dir` (a fresh state directory); `None` in memory.
+pub fn step_journal(d: Durability, dir: &Path) -> Option<JournalConfig> {
+    (d != Durability::None).then(|| JournalConfig {
+        durability: d,
+        ..JournalConfig::new(dir)
+    })
 }
 
 /// A stand-in of known capacity (`--stand-in REQUEST_TIME:WORKERS`, e.g. `2ms:16`): each
@@ -376,7 +332,7 @@ pub struct SweepOptions {
     /// Shard counts, ascending.
     pub shards: Vec<usize>,
     /// Engine durability.
-    pub durability: DurabilityMode,
+    pub durability: Durability,
     /// Leading period of each step left out of the measurement.
     pub warmup: Duration,
     /// Measured period of each step.
@@ -420,7 +376,7 @@ impl SweepOptions {
             slos,
             rates: Rates::Auto,
             shards: vec![default_shards()],
-            durability: DurabilityMode::None,
+            durability: Durability::None,
             warmup: Duration::from_secs(1),
             step: Duration::from_secs(5),
             interval: None,
@@ -595,7 +551,7 @@ impl SweepTarget {
             SweepTarget::Engine { path, .. } => format!(
                 "payauth-engine on {} (durability {})",
                 path.display(),
-                opts.durability.name()
+                durability_name(opts.durability)
             ),
             SweepTarget::StandIn(s) => format!(
                 "stand-in: {} workers x {} per request per shard ({:.0}/s per shard)",
@@ -629,7 +585,7 @@ impl SweepTarget {
                     batch_max: opts.batch_max,
                     ..ReplayOptions::default()
                 })?;
-                config.journal = opts.durability.journal(state_dir);
+                config.journal = step_journal(opts.durability, state_dir);
                 if config.journal.is_some() {
                     remove_dir(state_dir)?;
                 }
@@ -640,7 +596,7 @@ impl SweepTarget {
                 let measured = measure::drive(&engine, traffic, m);
                 let as_of_ns = traffic.last().map_or(0, |r| r.ts_ns);
                 let stopped = engine.shutdown(as_of_ns);
-                if opts.durability != DurabilityMode::None {
+                if opts.durability != Durability::None {
                     remove_dir(state_dir)?;
                 }
                 let measured = measured?;
@@ -1807,7 +1763,7 @@ fn settings(opts: &SweepOptions) -> SweepSettings {
         slos: opts.slos.clone(),
         rates: opts.rates.clone(),
         shards: opts.shards.clone(),
-        durability: opts.durability.name(),
+        durability: durability_name(opts.durability),
         warmup_ns: duration_ns(opts.warmup),
         step_ns: duration_ns(opts.step),
         interval_ns: opts.interval_ns(),
@@ -2064,9 +2020,7 @@ pub fn read_report(path: &Path) -> Result<CapacityReport> {
 
 /// Stop a sweep whose options cannot work before anything runs.
 pub fn check_target(target: &SweepTarget, opts: &SweepOptions) -> Result<()> {
-    if let (SweepTarget::StandIn(_), DurabilityMode::Sync | DurabilityMode::Async { .. }) =
-        (target, opts.durability)
-    {
+    if matches!(target, SweepTarget::StandIn(_)) && opts.durability != Durability::None {
         bail!("--durability applies to the engine, not to a --stand-in");
     }
     Ok(())

@@ -270,7 +270,7 @@ fn bad_input_is_refused_with_a_message() {
                 "--durability",
                 "later",
             ],
-            "async:MS",
+            "async:INTERVAL",
         ),
         (
             vec![

@@ -97,29 +97,20 @@ fn rates_and_other_values_parse() {
     for bad in ["100%", "-1%", "x"] {
         assert!(parse_percent(bad).is_err(), "{bad}");
     }
-    assert_eq!(parse_durability("none"), Ok(DurabilityMode::None));
-    assert_eq!(parse_durability("sync"), Ok(DurabilityMode::Sync));
-    assert_eq!(
-        parse_durability("async:10"),
-        Ok(DurabilityMode::Async { interval_ms: 10 })
-    );
-    assert_eq!(
-        parse_durability("async:1s"),
-        Ok(DurabilityMode::Async { interval_ms: 1000 })
-    );
-    for bad in ["", "async", "async:", "async:0", "async:soon", "fsync"] {
-        assert!(parse_durability(bad).is_err(), "{bad}");
-    }
-    let j = DurabilityMode::Async { interval_ms: 5 }
-        .journal(Path::new("/x"))
-        .unwrap();
+    let async5 = crate::durable::parse_durability("async:5").unwrap();
+    let j = step_journal(async5, Path::new("/x")).unwrap();
     assert_eq!(
         j.durability,
         Durability::Async {
             interval: Duration::from_millis(5)
         }
     );
-    assert!(DurabilityMode::None.journal(Path::new("/x")).is_none());
+    assert_eq!(j.dir, Path::new("/x"));
+    assert!(step_journal(Durability::None, Path::new("/x")).is_none());
+    assert_eq!(durability_name(async5), "async:5ms");
+    let fine = crate::durable::parse_durability("async:250us").unwrap();
+    assert_eq!(durability_name(fine), "async:250us");
+    assert_eq!(durability_name(Durability::Sync), "sync");
     let s = parse_stand_in("2ms:16").unwrap();
     assert_eq!(s.capacity_per_sec(2), 16_000.0);
     for bad in ["2ms", "0ms:4", "2ms:0", "2ms:x", ":4"] {
