@@ -11,6 +11,7 @@ use payauth_engine::Durability;
 use payauth_harness::bench::{self, BenchOptions};
 use payauth_harness::measure::{self, MeasureOptions, Mode};
 use payauth_harness::replay::{self, ReplayOptions};
+use payauth_harness::sweep::{self, SizingOptions, SweepOptions, SweepTarget};
 use payauth_harness::traffic_cli::{self, ConvertArgs, GenerateArgs, InspectArgs};
 use payauth_harness::{compare, durability_bench, durable, journal_export, report};
 
@@ -129,6 +130,10 @@ enum Command {
         #[arg(long, value_name = "S", default_value_t = BenchOptions::default().seed)]
         seed: u64,
     },
+    /// Capacity planning: open-loop steps of rising load until the latency objectives break;
+    /// the highest sustainable rate, the knee, shard scaling (USL fit) and a sizing answer,
+    /// written to capacity.json, sweep.csv and SVG plots.
+    Sweep(Box<SweepArgs>),
     /// Generate a dataset folder from a seed: realistic issuer traffic (steady or Singles'
     /// Day) or the scripted coverage dataset.
     Generate(GenerateArgs),
@@ -183,6 +188,128 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+}
+
+/// `payauth sweep`.
+#[derive(Debug, clap::Args)]
+struct SweepArgs {
+    /// The dataset folder whose accounts, tokens and traffic each step replays (a prefix of
+    /// the traffic, never cycled); not with --stand-in.
+    #[arg(required_unless_present = "stand_in", conflicts_with = "stand_in")]
+    dataset_dir: Option<PathBuf>,
+    /// Folder for capacity.json, sweep.csv and the plots (created if missing).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// A latency objective on latency from the intended send time: `p99<=1ms`,
+    /// `p99.9<=5ms`, `max<=20ms`. Repeat for several; a step must meet all.
+    #[arg(long, value_name = "SLO", required = true, value_parser = sweep::parse_slo)]
+    slo: Vec<sweep::Slo>,
+    /// `auto` (ramp ×2 from --start-rate, then bisect) or rates such as `1000,2000,5k`.
+    #[arg(long, value_name = "LIST|auto", default_value = "auto", value_parser = sweep::parse_rates)]
+    rates: sweep::Rates,
+    /// Shard counts to search, e.g. `1,2,4`; default one per core. With 3 or more, the
+    /// Universal Scalability Law is fitted.
+    #[arg(long, value_name = "LIST", value_parser = |t: &str| sweep::parse_shards(t).map(ShardList))]
+    shards: Option<ShardList>,
+    /// Engine durability for every step: `none`, `sync` or `async:INTERVAL` (`async:5ms`). With a journal each
+    /// step gets a fresh state directory under --out, deleted after it.
+    #[arg(long, value_name = "MODE", default_value = "none", value_parser = durable::parse_durability)]
+    durability: Durability,
+    /// Leading period of each step not measured.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = measure::parse_duration)]
+    warmup: Duration,
+    /// Measured period of each step.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = measure::parse_duration)]
+    step: Duration,
+    /// Interval of the backlog readings (default: a tenth of --step).
+    #[arg(long, value_name = "DURATION", value_parser = measure::parse_duration)]
+    interval: Option<Duration>,
+    /// Runs of the final point after the search, for its spread.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    repeats: usize,
+    /// Times a failing step is run again before the failure is believed (a shared
+    /// machine's hiccup can fail a step well within capacity).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    retries: usize,
+    /// First rate of an automatic search (`2000`, `40k`).
+    #[arg(long, value_name = "R", default_value = "1000", value_parser = sweep::parse_rate)]
+    start_rate: f64,
+    /// Highest rate an automatic search offers.
+    #[arg(long, value_name = "R", value_parser = sweep::parse_rate)]
+    max_rate: Option<f64>,
+    /// Stop bisecting when the passing and failing rates are this close (`2%`).
+    #[arg(long, value_name = "P%", default_value = "2%", value_parser = sweep::parse_percent)]
+    precision: f64,
+    /// The knee: the first rate whose p99 exceeds this many times the lowest step's p99.
+    #[arg(long, value_name = "K", default_value_t = 2.0)]
+    knee_factor: f64,
+    /// Most requests per submitted batch.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    submit_batch: usize,
+    /// Engine batch size (default 4096).
+    #[arg(long, value_name = "N")]
+    batch_max: Option<usize>,
+    /// Size for this many requests per second.
+    #[arg(long, value_name = "X", value_parser = sweep::parse_rate)]
+    target_tps: Option<f64>,
+    /// With --target-tps: capacity kept free (`30%`).
+    #[arg(long, value_name = "H%", default_value = "30%", value_parser = sweep::parse_percent, requires = "target_tps")]
+    headroom: f64,
+    /// With --target-tps: cores of one host.
+    #[arg(long, value_name = "K", default_value_t = 16, requires = "target_tps")]
+    cores_per_host: usize,
+    /// With --target-tps: cores per host kept for everything but shards.
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "target_tps")]
+    overhead_cores: usize,
+    /// Sweep a stand-in of known capacity instead of the engine: `REQUEST_TIME:WORKERS`
+    /// (per shard), e.g. `2ms:16` serves 8000/s per shard. Checks the harness itself.
+    #[arg(long, value_name = "TIME:WORKERS", value_parser = sweep::parse_stand_in)]
+    stand_in: Option<sweep::StandInSpec>,
+    /// No progress display and no step log on stderr (the summary still goes to stdout).
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// `--shards 1,2,4` as one value (clap would read a `Vec` as repeated values).
+#[derive(Clone, Debug)]
+struct ShardList(Vec<usize>);
+
+fn run_sweep(a: SweepArgs) -> Result<()> {
+    let mut opts = SweepOptions::new(a.slo);
+    opts.rates = a.rates;
+    if let Some(ShardList(shards)) = a.shards {
+        opts.shards = shards;
+    }
+    opts.durability = a.durability;
+    opts.warmup = a.warmup;
+    opts.step = a.step;
+    opts.interval = a.interval;
+    opts.repeats = a.repeats;
+    opts.retries = a.retries;
+    opts.start_rate = a.start_rate;
+    opts.max_rate = a.max_rate;
+    opts.precision = a.precision;
+    opts.knee_factor = a.knee_factor;
+    opts.submit_batch = a.submit_batch;
+    opts.batch_max = a.batch_max;
+    opts.quiet = a.quiet;
+    opts.sizing = a.target_tps.map(|target_per_sec| SizingOptions {
+        target_per_sec,
+        headroom: a.headroom,
+        cores_per_host: a.cores_per_host,
+        overhead_cores: a.overhead_cores,
+    });
+    opts.validate()?;
+    let target = match (a.stand_in, a.dataset_dir) {
+        (Some(spec), _) => SweepTarget::StandIn(spec),
+        (None, Some(dir)) => SweepTarget::engine(&dir)?,
+        (None, None) => anyhow::bail!("give a dataset folder or --stand-in"),
+    };
+    sweep::check_target(&target, &opts)?;
+    let report = sweep::run(&target, &opts, &a.out)?;
+    say(format_args!("{}", report.summary()));
+    say(format_args!("into {}", a.out.display()));
+    Ok(())
 }
 
 /// `--pace` values.
@@ -304,6 +431,7 @@ fn run(cli: Cli) -> Result<()> {
             // A faster engine that decides differently is worthless: fail loudly.
             anyhow::ensure!(report.agrees(), "the engine and the baseline disagree");
         }
+        Command::Sweep(args) => run_sweep(*args)?,
         Command::Generate(args) => say(format_args!("{}", traffic_cli::generate(&args)?)),
         Command::Convert(args) => say(format_args!("{}", traffic_cli::convert(&args)?)),
         Command::Inspect(args) => say(format_args!("{}", traffic_cli::inspect(&args)?)),

@@ -18,11 +18,13 @@ pub const LATENCY_OVER_TIME_FILE: &str = "latency-over-time.svg";
 /// Offered and decided requests per second, per interval.
 pub const THROUGHPUT_OVER_TIME_FILE: &str = "throughput-over-time.svg";
 
-const SIZE: (u32, u32) = (960, 540);
+/// Size of every plot, px.
+pub(crate) const SIZE: (u32, u32) = (960, 540);
 /// Points per decade of the spectrum.
 const SPECTRUM_STEPS_PER_DECADE: u32 = 40;
 
-fn err<E: std::fmt::Display>(e: E) -> anyhow::Error {
+/// A plotters error as ours.
+pub(crate) fn err<E: std::fmt::Display>(e: E) -> anyhow::Error {
     anyhow!("cannot draw a plot: {e}")
 }
 

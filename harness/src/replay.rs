@@ -322,7 +322,7 @@ pub fn replay_measured(
 /// `traffic.bin` carries it in its header (only the header is read), a CSV dataset in its
 /// `traffic.params` sidecar. Unreadable metadata is reported as none: the dataset itself
 /// loaded, and the report is no place to refuse it.
-fn dataset_meta(dataset_dir: &Path) -> Option<Meta> {
+pub(crate) fn dataset_meta(dataset_dir: &Path) -> Option<Meta> {
     use std::io::Read;
     let bin = dataset_dir.join(crate::binfmt::TRAFFIC_BIN_FILE);
     let meta = if bin.exists() {

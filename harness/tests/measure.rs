@@ -79,6 +79,7 @@ fn a_stall_shows_in_latency_from_the_intended_time_not_in_service_time() {
             at_request: 600,
             duration: Duration::from_millis(STALL_MS),
         }),
+        ..StandInConfig::default()
     })
     .unwrap();
     let mut opts = options(Mode::Rate { per_sec: RATE });
@@ -190,6 +191,7 @@ fn a_closed_loop_never_exceeds_its_in_flight_bound() {
         service_time: Duration::from_micros(200),
         queue_batches: 64,
         stall: None,
+        ..StandInConfig::default()
     })
     .unwrap();
     let mut opts = options(Mode::ClosedLoop {
@@ -273,6 +275,7 @@ fn run_for_reports() -> (MeasureOptions, Measurement) {
         service_time: Duration::from_micros(50),
         queue_batches: 64,
         stall: None,
+        ..StandInConfig::default()
     })
     .unwrap();
     let mut opts = options(Mode::Rate { per_sec: 4000.0 });
