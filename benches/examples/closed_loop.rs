@@ -1,0 +1,58 @@
+//! The engine half of `payauth bench` alone, for profilers (`perf record`, callgrind): the
+//! same workload, the same closed loop through `submit_async` / `Pending::wait`, no baseline.
+//!
+//! `cargo run --release -p payauth-benches --example closed_loop -- [accounts] [requests]
+//! [zipf] [shards] [batch] [in_flight] [holds_hint]` (defaults: 1000000 5000000 1 2 4096 4, and
+//! the hint `payauth bench` uses).
+#![allow(missing_docs)]
+
+use std::time::Instant;
+
+use payauth_engine::{Config, Engine};
+use payauth_harness::bench::{closed_loop, Workload, WorkloadOptions};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize, default: f64| -> f64 {
+        args.get(i)
+            .map(|s| s.parse().expect("numeric argument"))
+            .unwrap_or(default)
+    };
+    let accounts = arg(0, 1e6) as usize;
+    let requests = arg(1, 5e6) as usize;
+    let zipf = arg(2, 1.0);
+    let shards = arg(3, 2.0) as usize;
+    let batch = arg(4, 4096.0) as usize;
+    let in_flight = arg(5, 4.0) as usize;
+    let workload = Workload::generate(&WorkloadOptions {
+        accounts,
+        requests,
+        zipf,
+        seed: 1,
+    });
+    // Tables pre-sized for the run, as `payauth bench` does (0: the default config's).
+    let hint = arg(6, (requests / shards * 2 / 3) as f64) as usize;
+    let mut config = Config {
+        shards,
+        ..Config::default()
+    };
+    if hint > 0 {
+        config.holds_per_shard_hint = hint;
+    }
+    let engine = Engine::start(config, workload.accounts.clone(), workload.tokens.clone())
+        .expect("engine starts");
+    let start = Instant::now();
+    let decisions =
+        closed_loop(&engine, &workload.requests, batch, in_flight).expect("closed loop runs");
+    let elapsed = start.elapsed();
+    let approved = decisions.iter().filter(|d| d.code.is_approved()).count();
+    println!(
+        "{accounts} accounts, {requests} requests, zipf {zipf}, {shards} shards, batch {batch}, in flight {in_flight}, holds hint {hint}: {:.3} s = {:.2}M decisions/s ({approved} approved)",
+        elapsed.as_secs_f64(),
+        requests as f64 / elapsed.as_secs_f64() / 1e6
+    );
+    drop(engine);
+}
