@@ -52,9 +52,9 @@ pub(crate) fn decide(store: &mut Store, times: &Times, op: &Routed) -> Code {
     // Duplicates: (account, request_id) inside the window of its record.
     let key = (op.account, req.request_id);
     let fingerprint = Fingerprint::of(req, op.amount);
-    if let Some(rec) = store.dups.get(&key) {
+    if let Some(rec) = store.dup(key) {
         if rec.in_window_at(ts, times.dup_window_ns) {
-            return if rec.fingerprint == fingerprint {
+            return if *store.fingerprint(&rec) == fingerprint {
                 rec.code
             } else {
                 Code::Duplicate
@@ -104,9 +104,9 @@ fn referable_hold(store: &Store, times: &Times, op: &Routed) -> Result<u32, Code
                 return Ok(slot);
             }
         }
-        if let Some(rec) = store.dups.get(&(op.account, r)) {
+        if let Some(rec) = store.dup((op.account, r)) {
             if rec.in_window_at(ts, times.dup_window_ns)
-                && rec.fingerprint.is_authorize()
+                && rec.is_authorize
                 && rec.code != Code::Approved
             {
                 return Err(Code::InvalidTransaction);

@@ -243,6 +243,11 @@ fn decide_job(
         // overlap with deciding the requests in between.
         if let Some(ahead) = job.ops.get(i + PREFETCH_DISTANCE) {
             store.prefetch(ahead.account, ahead.token);
+            // The request's own key (its duplicate check) and, for a completion, its ref.
+            store.prefetch_key((ahead.account, ahead.req.request_id));
+            if let Some(r) = ahead.req.reference.filter(|_| ahead.req.kind.uses_ref()) {
+                store.prefetch_key((ahead.account, r));
+            }
         }
         let code = decide(store, times, op);
         if let Some(journal) = journal.as_deref_mut() {

@@ -7,6 +7,8 @@ use std::collections::VecDeque;
 
 use rustc_hash::FxHashMap;
 
+use crate::keytable::{Entry, KeyTable, Probe};
+
 use crate::api::{
     AccountStatus, AmountKey, Code, Currency, Dpan, HoldStatus, Kind, Request, TokenField,
     TokenStatus,
@@ -100,6 +102,23 @@ pub(crate) struct Hold {
 }
 
 impl Hold {
+    /// A placeholder (free slab space).
+    const VACANT: Hold = Hold {
+        account: NIL,
+        request_id: 0,
+        authorized_minor: 0,
+        captured_minor: 0,
+        voided_minor: 0,
+        refunded_minor: 0,
+        expires_at_ns: 0,
+        ended_ns: 0,
+        day: 0,
+        status: HoldStatus::Closed,
+        prev_open: NIL,
+        next_open: NIL,
+        generation: 0,
+    };
+
     /// `authorized - captured - voided`.
     pub fn remaining_minor(&self) -> i64 {
         self.authorized_minor - self.captured_minor - self.voided_minor
@@ -147,6 +166,20 @@ const F_FINAL: u8 = 1 << 6;
 const F_AMOUNT_NEGATIVE: u8 = 1 << 7;
 
 impl Fingerprint {
+    /// A placeholder (free slab space).
+    const EMPTY: Fingerprint = Fingerprint {
+        token: 0,
+        account_id: 0,
+        mcc: 0,
+        reference: 0,
+        amount_lo: 0,
+        amount_hi: 0,
+        amount_scale: 0,
+        kind: 0,
+        currency: 0,
+        flags: 0,
+    };
+
     /// The fingerprint of `req`, whose amount the router normalized into `amount`.
     #[inline]
     pub fn of(req: &Request, amount: Option<AmountKey>) -> Fingerprint {
@@ -285,7 +318,17 @@ pub(crate) struct DupRecord {
     pub fingerprint: Fingerprint,
 }
 
-impl DupRecord {
+/// A duplicate record as the key table holds it: the fingerprint stays in its slab until an
+/// exact-repeat check needs it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct DupRef {
+    pub ts_ns: i64,
+    pub code: Code,
+    pub is_authorize: bool,
+    fingerprint: u32,
+}
+
+impl DupRef {
     /// DOMAIN.md: a record answers repeats while `ts < record + window`.
     pub fn in_window_at(&self, ts_ns: i64, window_ns: i64) -> bool {
         ts_ns < self.ts_ns.saturating_add(window_ns)
@@ -294,6 +337,14 @@ impl DupRecord {
 
 /// Key of holds and duplicate records: (account index, request id).
 pub(crate) type Key = (u32, u64);
+
+/// Write every element of `v`'s spare capacity once and leave it empty: the pages are then
+/// resident, and pushes up to the capacity never fault.
+fn prefault<T: Copy>(v: &mut Vec<T>, fill: T) {
+    debug_assert!(v.is_empty());
+    v.resize(v.capacity(), fill);
+    v.clear();
+}
 
 /// One shard's whole state.
 ///
@@ -305,8 +356,13 @@ pub(crate) struct Store {
     pub tokens: Vec<Token>,
     holds: Vec<Hold>,
     free_holds: Vec<u32>,
-    hold_index: FxHashMap<Key, u32>,
-    pub dups: FxHashMap<Key, DupRecord>,
+    /// Holds in the table (referable or not yet reclaimed).
+    hold_count: usize,
+    /// (account, request id) -> hold slot and duplicate record.
+    keys: KeyTable,
+    /// Fingerprints of the duplicate records, by the slot their entry names.
+    fingerprints: Vec<Fingerprint>,
+    free_fingerprints: Vec<u32>,
     /// (referable-until, slot, generation) of holds that ended, in the order they ended.
     hold_reclaim: VecDeque<(i64, u32, u32)>,
     /// (window-end, account, request id) of duplicate records, in the order they were made.
@@ -316,16 +372,38 @@ pub(crate) struct Store {
 }
 
 impl Store {
+    /// A store of these accounts and tokens with its tables sized for `holds_hint` holds
+    /// (and twice as many duplicate records) before any must grow. The memory is touched
+    /// here, at start, so the first requests do not pay for the kernel zeroing its pages.
     pub fn new(accounts: Vec<Account>, tokens: Vec<Token>, holds_hint: usize) -> Store {
+        let mut store = Store::unfaulted(accounts, tokens, holds_hint);
+        prefault(&mut store.holds, Hold::VACANT);
+        prefault(&mut store.fingerprints, Fingerprint::EMPTY);
+        store
+            .hold_reclaim
+            .resize(store.hold_reclaim.capacity(), (0, 0, 0));
+        store.hold_reclaim.clear();
+        store
+            .dup_reclaim
+            .resize(store.dup_reclaim.capacity(), (0, 0, 0));
+        store.dup_reclaim.clear();
+        store
+    }
+
+    fn unfaulted(accounts: Vec<Account>, tokens: Vec<Token>, holds_hint: usize) -> Store {
         Store {
             accounts,
             tokens,
             holds: Vec::with_capacity(holds_hint),
             free_holds: Vec::with_capacity(holds_hint / 4),
-            hold_index: FxHashMap::with_capacity_and_hasher(holds_hint, Default::default()),
-            dups: FxHashMap::with_capacity_and_hasher(holds_hint * 2, Default::default()),
+            hold_count: 0,
+            // Every hold has a record under its key, and about as many completions leave
+            // records of their own.
+            keys: KeyTable::with_capacity(holds_hint.saturating_mul(2)),
+            fingerprints: Vec::with_capacity(holds_hint.saturating_mul(2)),
+            free_fingerprints: Vec::new(),
             hold_reclaim: VecDeque::with_capacity(holds_hint),
-            dup_reclaim: VecDeque::with_capacity(holds_hint * 2),
+            dup_reclaim: VecDeque::with_capacity(holds_hint.saturating_mul(2)),
             watermark_ns: i64::MIN,
         }
     }
@@ -349,19 +427,38 @@ impl Store {
         &mut self.holds[slot as usize]
     }
 
+    /// Hint that the entry of `key` will be looked up soon.
+    #[inline]
+    pub fn prefetch_key(&self, key: Key) {
+        self.keys.prefetch(key);
+    }
+
     /// The slot of the hold under `key`, whether or not it is still referable.
+    #[inline]
     pub fn find_hold(&self, key: Key) -> Option<u32> {
-        self.hold_index.get(&key).copied()
+        self.keys.get(key).map(|e| e.hold).filter(|&h| h != NIL)
+    }
+
+    /// The duplicate record under `key`, whether or not it is still in its window.
+    #[inline]
+    pub fn dup(&self, key: Key) -> Option<DupRef> {
+        self.keys.get(key).filter(|e| e.has_dup()).map(|e| DupRef {
+            ts_ns: e.dup_ts_ns,
+            code: e.dup_code,
+            is_authorize: e.flags & Entry::DUP_AUTHORIZE != 0,
+            fingerprint: e.dup_fingerprint,
+        })
+    }
+
+    /// The fingerprint of a record.
+    pub fn fingerprint(&self, dup: &DupRef) -> &Fingerprint {
+        &self.fingerprints[dup.fingerprint as usize]
     }
 
     /// Insert a new open hold (replacing a dead one under the same key) and link it into its
     /// account's open list.
     pub fn insert_open_hold(&mut self, hold: Hold) -> u32 {
         let key = (hold.account, hold.request_id);
-        if let Some(old) = self.hold_index.remove(&key) {
-            debug_assert_ne!(self.holds[old as usize].status, HoldStatus::Open);
-            self.free_slot(old);
-        }
         let account = hold.account;
         let expires_at_ns = hold.expires_at_ns;
         let slot = match self.free_holds.pop() {
@@ -371,12 +468,19 @@ impl Store {
                 s
             }
             None => {
-                let s = u32::try_from(self.holds.len()).expect("more than 2^32 holds in a shard");
+                let s = next_index(self.holds.len()).expect("more than 2^32-1 holds in a shard");
                 self.holds.push(hold);
                 s
             }
         };
-        self.hold_index.insert(key, slot);
+        let at = self.keys.entry_mut(key);
+        let old = std::mem::replace(&mut self.keys.at_mut(at).hold, slot);
+        if old != NIL {
+            debug_assert_ne!(self.holds[old as usize].status, HoldStatus::Open);
+            self.free_slot(old);
+        } else {
+            self.hold_count += 1;
+        }
         // Link at the head of the account's open list.
         let acct = &mut self.accounts[account as usize];
         let head = acct.open_head;
@@ -454,7 +558,35 @@ impl Store {
     pub fn record(&mut self, key: Key, record: DupRecord, window_ns: i64) {
         self.dup_reclaim
             .push_back((record.ts_ns.saturating_add(window_ns), key.0, key.1));
-        self.dups.insert(key, record);
+        self.put_record(key, record);
+    }
+
+    /// Put `record` under `key` (its fingerprint in the slab); true when it replaced one.
+    fn put_record(&mut self, key: Key, record: DupRecord) -> bool {
+        let at = self.keys.entry_mut(key);
+        let e = self.keys.at_mut(at);
+        let replaced = e.has_dup();
+        let fingerprint = if replaced {
+            e.dup_fingerprint
+        } else if let Some(f) = self.free_fingerprints.pop() {
+            f
+        } else {
+            let f = next_index(self.fingerprints.len())
+                .expect("more than 2^32-1 duplicate records in a shard");
+            self.fingerprints.push(record.fingerprint);
+            f
+        };
+        e.dup_ts_ns = record.ts_ns;
+        e.dup_code = record.code;
+        e.dup_fingerprint = fingerprint;
+        e.flags = Entry::HAS_DUP
+            | if record.fingerprint.is_authorize() {
+                Entry::DUP_AUTHORIZE
+            } else {
+                0
+            };
+        self.fingerprints[fingerprint as usize] = record.fingerprint;
+        replaced
     }
 
     /// Advance the watermark and drop holds and records that no request at or after it can
@@ -482,9 +614,13 @@ impl Store {
             let h = &self.holds[slot as usize];
             if h.generation == generation && h.status != HoldStatus::Open {
                 let key = (h.account, h.request_id);
-                if self.hold_index.get(&key) == Some(&slot) {
-                    self.hold_index.remove(&key);
-                    self.free_slot(slot);
+                if let Probe::Found(at) = self.keys.probe(key) {
+                    if self.keys.at_mut(at).hold == slot {
+                        self.keys.at_mut(at).hold = NIL;
+                        self.keys.remove_if_dead(at);
+                        self.hold_count -= 1;
+                        self.free_slot(slot);
+                    }
                 }
             }
         }
@@ -493,10 +629,13 @@ impl Store {
                 break;
             }
             self.dup_reclaim.pop_front();
-            let key = (account, request_id);
-            if let Some(r) = self.dups.get(&key) {
-                if !r.in_window_at(ts_ns, window_ns) {
-                    self.dups.remove(&key);
+            if let Probe::Found(at) = self.keys.probe((account, request_id)) {
+                let e = self.keys.at_mut(at);
+                if e.has_dup() && ts_ns >= e.dup_ts_ns.saturating_add(window_ns) {
+                    e.flags = 0;
+                    let fingerprint = e.dup_fingerprint;
+                    self.free_fingerprints.push(fingerprint);
+                    self.keys.remove_if_dead(at);
                 }
             }
         }
@@ -504,14 +643,29 @@ impl Store {
 
     /// Holds in the table (for export), referable or not yet reclaimed.
     pub fn holds_iter(&self) -> impl Iterator<Item = &Hold> + '_ {
-        self.hold_index
-            .values()
-            .map(move |&s| &self.holds[s as usize])
+        self.keys
+            .iter()
+            .filter(|e| e.hold != NIL)
+            .map(move |e| &self.holds[e.hold as usize])
     }
 
     /// Holds the table currently tracks.
     pub fn hold_count(&self) -> usize {
-        self.hold_index.len()
+        self.hold_count
+    }
+
+    /// Duplicate records the table currently tracks, with their fingerprints.
+    fn dups_iter(&self) -> impl Iterator<Item = (Key, DupRecord)> + '_ {
+        self.keys.iter().filter(|e| e.has_dup()).map(move |e| {
+            (
+                (e.account, e.request_id),
+                DupRecord {
+                    ts_ns: e.dup_ts_ns,
+                    code: e.dup_code,
+                    fingerprint: self.fingerprints[e.dup_fingerprint as usize],
+                },
+            )
+        })
     }
 
     /// The shard's logical state as a snapshot image: everything a restored store needs to
@@ -564,7 +718,7 @@ impl Store {
             day: h.day,
             status: h.status,
         };
-        let mut holds = Vec::with_capacity(self.hold_index.len());
+        let mut holds = Vec::with_capacity(self.hold_count);
         for a in &self.accounts {
             let mut slot = a.open_head;
             while slot != NIL {
@@ -578,11 +732,10 @@ impl Store {
                 .filter(|h| h.status != HoldStatus::Open)
                 .map(hold_image),
         );
-        debug_assert_eq!(holds.len(), self.hold_index.len());
+        debug_assert_eq!(holds.len(), self.hold_count);
         let dups = self
-            .dups
-            .iter()
-            .map(|(&(account, request_id), r)| DupImage {
+            .dups_iter()
+            .map(|((account, request_id), r)| DupImage {
                 account_id: account_id(account),
                 request_id,
                 ts_ns: r.ts_ns,
@@ -627,7 +780,7 @@ impl Store {
         let live = slot != NIL
             && h.generation == generation
             && h.status != HoldStatus::Open
-            && self.hold_index.get(&(h.account, h.request_id)) == Some(&slot);
+            && self.find_hold((h.account, h.request_id)) == Some(slot);
         live.then_some(h)
     }
 
@@ -690,7 +843,6 @@ impl Store {
         }
         let hint = holds_hint.max(image.holds.len());
         let mut store = Store::new(accounts, tokens, hint);
-        store.dups.reserve(image.dups.len());
         // Open holds are appended at the tail of their account's list, so the list comes
         // back in image order.
         let mut tails = vec![NIL; store.accounts.len()];
@@ -718,13 +870,11 @@ impl Store {
                 next_open: NIL,
                 generation: 0,
             });
-            if store
-                .hold_index
-                .insert((account, h.request_id), slot)
-                .is_some()
-            {
+            let at = store.keys.entry_mut((account, h.request_id));
+            if std::mem::replace(&mut store.keys.at_mut(at).hold, slot) != NIL {
                 return Err(format!("{} appears twice", what()));
             }
+            store.hold_count += 1;
             if open {
                 if prev_open == NIL {
                     store.accounts[account as usize].open_head = slot;
@@ -744,7 +894,7 @@ impl Store {
                 code: d.code,
                 fingerprint: Fingerprint::from_image(&d.fingerprint),
             };
-            if store.dups.insert((account, d.request_id), record).is_some() {
+            if store.put_record((account, d.request_id), record) {
                 return Err(format!("{} appears twice", what()));
             }
         }
