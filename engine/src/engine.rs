@@ -21,6 +21,9 @@ use crate::store::Store;
 /// Extra queue room, beyond `queue_depth` batches, for state exports (a cold path).
 const EXPORT_ROOM: usize = 64;
 
+/// How many requests ahead `split` prefetches the directory.
+const RESOLVE_PREFETCH_DISTANCE: usize = 8;
+
 /// A running engine: shard threads, each the only owner of its partition of the accounts.
 ///
 /// `Engine` is `Send + Sync`: several host threads may submit at once. Requests of one
@@ -315,6 +318,11 @@ impl Engine {
         // Room for an even share plus slack, so the common case never regrows.
         let share = batch.len() / self.queues.len() + batch.len() / 8 + 8;
         for (pos, req) in batch.iter().enumerate() {
+            // Start loading the directory slot of a request a few ahead, so its cache miss
+            // overlaps with resolving the ones in between.
+            if let Some(ahead) = batch.get(pos + RESOLVE_PREFETCH_DISTANCE) {
+                self.directory.prefetch(ahead);
+            }
             let code = match self.directory.resolve(req) {
                 Resolved::Answer(code) => code,
                 Resolved::Shard {
