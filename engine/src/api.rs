@@ -767,6 +767,11 @@ impl AmountKey {
         AmountKey { mantissa: m, scale }
     }
 
+    /// The key of normalized `(mantissa, scale)` parts, as [`AmountKey::parts`] gives them.
+    pub(crate) fn from_normalized_parts(mantissa: i128, scale: u32) -> AmountKey {
+        AmountKey { mantissa, scale }
+    }
+
     /// The normalized `(mantissa, scale)`.
     pub fn parts(self) -> (i128, u32) {
         (self.mantissa, self.scale)

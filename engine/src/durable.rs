@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::api::{AmountKey, Code, Request};
+use crate::api::{Code, Request};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind};
 use crate::journal::{
@@ -212,12 +212,7 @@ impl ShardSink for EngineSink<'_> {
                 ))
             }
         };
-        let op = Routed {
-            req: *request,
-            account,
-            token,
-            amount: request.amount.map(AmountKey::from_decimal),
-        };
+        let op = Routed::new(request, account, token);
         let again = decide(store, &self.times, &op);
         if again != code {
             return Err(format!(

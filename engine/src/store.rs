@@ -256,6 +256,53 @@ impl Fingerprint {
         self.kind == Kind::Authorize as u8
     }
 
+    /// The request's kind.
+    #[inline]
+    pub fn kind(&self) -> Kind {
+        // `kind` was stored as `Kind as u8`, which is the kind's index in `Kind::ALL`.
+        Kind::ALL[usize::from(self.kind)]
+    }
+
+    /// The request's amount, normalized.
+    #[inline]
+    pub fn amount(&self) -> Option<AmountKey> {
+        if self.flags & F_AMOUNT == 0 {
+            return None;
+        }
+        // Below 2^96, so the cast to i128 is exact.
+        let magnitude = (u128::from(self.amount_hi) << 64 | u128::from(self.amount_lo)) as i128;
+        let mantissa = if self.flags & F_AMOUNT_NEGATIVE != 0 {
+            -magnitude
+        } else {
+            magnitude
+        };
+        Some(AmountKey::from_normalized_parts(
+            mantissa,
+            u32::from(self.amount_scale),
+        ))
+    }
+
+    /// The request's currency.
+    #[inline]
+    pub fn currency(&self) -> Option<Currency> {
+        match self.currency {
+            0 => None,
+            n => Some(Currency::ALL[usize::from(n - 1)]),
+        }
+    }
+
+    /// The request's `ref`.
+    #[inline]
+    pub fn reference(&self) -> Option<u64> {
+        (self.flags & F_REF != 0).then_some(self.reference)
+    }
+
+    /// The request's `final`.
+    #[inline]
+    pub fn is_final(&self) -> bool {
+        self.flags & F_FINAL != 0
+    }
+
     /// The fields unpacked, for a snapshot.
     pub fn to_image(self) -> FingerprintImage {
         let has = |f: u8| self.flags & f != 0;
@@ -431,6 +478,15 @@ impl Store {
     #[inline]
     pub fn prefetch_key(&self, key: Key) {
         self.keys.prefetch(key);
+    }
+
+    /// Hint that the hold under `key`, if any, will be needed soon. Looks the key up: call
+    /// it once the key's entry has been prefetched.
+    #[inline]
+    pub fn prefetch_hold(&self, key: Key) {
+        if let Some(slot) = self.find_hold(key) {
+            crate::prefetch::prefetch_read(self.holds.as_ptr().wrapping_add(slot as usize));
+        }
     }
 
     /// The slot of the hold under `key`, whether or not it is still referable.
@@ -1156,12 +1212,7 @@ mod image_tests {
         traffic
             .iter()
             .filter_map(|r| match dir.resolve(r) {
-                Resolved::Shard { account, token, .. } => Some(Routed {
-                    req: *r,
-                    account,
-                    token,
-                    amount: r.amount.map(AmountKey::from_decimal),
-                }),
+                Resolved::Shard { account, token, .. } => Some(Routed::new(r, account, token)),
                 Resolved::Answer(_) => None,
             })
             .collect()
