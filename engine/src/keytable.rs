@@ -78,7 +78,8 @@ pub(crate) struct KeyTable {
     len: usize,
 }
 
-/// Where a key is, or where it would go.
+/// Where a key is, or where it would go: valid until the table changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Probe {
     Found(usize),
     Vacant(usize),
@@ -159,13 +160,30 @@ impl KeyTable {
         &mut self.entries[index]
     }
 
+    /// The entry at `index` (from a [`Probe::Found`]).
+    #[inline]
+    pub fn at(&self, index: usize) -> &Entry {
+        &self.entries[index]
+    }
+
     /// The entry of `key`, inserted empty if missing; returns its index, valid until the
     /// next insertion or removal.
     #[inline]
     pub fn entry_mut(&mut self, key: (u32, u64)) -> usize {
-        match self.probe(key) {
-            Probe::Found(i) => i,
+        let probe = self.probe(key);
+        self.claim(probe, key)
+    }
+
+    /// [`KeyTable::entry_mut`] for a `key` already probed (the table has not changed since).
+    #[inline]
+    pub fn claim(&mut self, probe: Probe, key: (u32, u64)) -> usize {
+        match probe {
+            Probe::Found(i) => {
+                debug_assert_eq!((self.entries[i].account, self.entries[i].request_id), key);
+                i
+            }
             Probe::Vacant(i) => {
+                debug_assert!(self.entries[i].is_empty());
                 if (self.len + 1) * 8 > self.entries.len() * 7 {
                     self.grow();
                     return self.entry_mut(key);

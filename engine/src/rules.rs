@@ -4,6 +4,7 @@
 use crate::api::{
     china_day, AccountStatus, AmountKey, Code, HoldStatus, Kind, Request, TokenStatus,
 };
+use crate::keytable::Probe;
 use crate::store::{Account, DupRecord, Fingerprint, Hold, Store, NIL};
 
 /// The time rules of a shard.
@@ -79,7 +80,10 @@ pub(crate) fn decide(store: &mut Store, times: &Times, op: &Routed) -> Code {
     // Duplicates: (account, request_id) inside the window of its record.
     let key = (op.account, op.request_id);
     let fingerprint = op.fingerprint;
-    if let Some(rec) = store.dup(key) {
+    // One probe for the request's own key serves the duplicate check, an authorize's hold
+    // check and both inserts: nothing below removes a key.
+    let mut at = store.locate(key);
+    if let Some(rec) = store.dup_at(at) {
         if rec.in_window_at(ts, times.dup_window_ns) {
             return if *store.fingerprint(&rec) == fingerprint {
                 rec.code
@@ -90,7 +94,7 @@ pub(crate) fn decide(store: &mut Store, times: &Times, op: &Routed) -> Code {
     }
 
     let code = match kind {
-        Kind::Authorize => authorize(store, times, op),
+        Kind::Authorize => authorize(store, times, op, &mut at),
         Kind::Increment => increment(store, times, op),
         Kind::Capture => capture(store, times, op),
         Kind::Void => void(store, times, op),
@@ -101,7 +105,8 @@ pub(crate) fn decide(store: &mut Store, times: &Times, op: &Routed) -> Code {
             account_admin(store, op)
         }
     };
-    store.record(
+    store.record_at(
+        at,
         key,
         DupRecord {
             ts_ns: ts,
@@ -167,10 +172,11 @@ macro_rules! check {
     };
 }
 
-fn authorize(store: &mut Store, times: &Times, op: &Routed) -> Code {
+/// `at` locates the request's own key (and still does afterwards).
+fn authorize(store: &mut Store, times: &Times, op: &Routed, at: &mut Probe) -> Code {
     let ts = op.ts_ns;
     // 94: the request id names a hold of this account that is still referable.
-    if let Some(slot) = store.find_hold((op.account, op.request_id)) {
+    if let Some(slot) = store.hold_at(*at) {
         if store.hold(slot).referable_at(ts, times.retention_ns) {
             return Code::Duplicate;
         }
@@ -200,21 +206,24 @@ fn authorize(store: &mut Store, times: &Times, op: &Routed) -> Code {
     acct.held_minor = held;
     acct.day_amount_minor = acct.day_amount_minor.saturating_add(amount);
     acct.day_count = acct.day_count.saturating_add(1);
-    store.insert_open_hold(Hold {
-        account: op.account,
-        request_id: op.request_id,
-        authorized_minor: amount,
-        captured_minor: 0,
-        voided_minor: 0,
-        refunded_minor: 0,
-        expires_at_ns: ts.saturating_add(times.hold_ttl_ns),
-        ended_ns: 0,
-        day,
-        status: HoldStatus::Open,
-        prev_open: NIL,
-        next_open: NIL,
-        generation: 0,
-    });
+    store.insert_open_hold_at(
+        at,
+        Hold {
+            account: op.account,
+            request_id: op.request_id,
+            authorized_minor: amount,
+            captured_minor: 0,
+            voided_minor: 0,
+            refunded_minor: 0,
+            expires_at_ns: ts.saturating_add(times.hold_ttl_ns),
+            ended_ns: 0,
+            day,
+            status: HoldStatus::Open,
+            prev_open: NIL,
+            next_open: NIL,
+            generation: 0,
+        },
+    );
     Code::Approved
 }
 

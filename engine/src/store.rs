@@ -209,30 +209,21 @@ impl Fingerprint {
         reference: Option<u64>,
         is_final: bool,
     ) -> Fingerprint {
-        let mut flags = 0;
-        let mut bit = |present: bool, f: u8| {
-            if present {
-                flags |= f;
-            }
+        // Branch-free: the router builds one of these per request.
+        let bit = |present: bool, f: u8| u8::from(present) * f;
+        let (token, token_flag) = match token {
+            TokenField::Empty => (0, 0),
+            TokenField::Dpan(d) => (d.get(), F_TOKEN_DPAN),
+            TokenField::Other(h) => (h, F_TOKEN_OTHER),
         };
-        let token = match token {
-            TokenField::Empty => 0,
-            TokenField::Dpan(d) => {
-                bit(true, F_TOKEN_DPAN);
-                d.get()
-            }
-            TokenField::Other(h) => {
-                bit(true, F_TOKEN_OTHER);
-                h
-            }
-        };
-        bit(account_id.is_some(), F_ACCOUNT);
-        bit(amount.is_some(), F_AMOUNT);
-        bit(mcc.is_some(), F_MCC);
-        bit(reference.is_some(), F_REF);
-        bit(is_final, F_FINAL);
         let (mantissa, scale) = amount.unwrap_or((0, 0));
-        bit(mantissa < 0, F_AMOUNT_NEGATIVE);
+        let flags = token_flag
+            | bit(account_id.is_some(), F_ACCOUNT)
+            | bit(amount.is_some(), F_AMOUNT)
+            | bit(mcc.is_some(), F_MCC)
+            | bit(reference.is_some(), F_REF)
+            | bit(is_final, F_FINAL)
+            | bit(mantissa < 0, F_AMOUNT_NEGATIVE);
         let magnitude = mantissa.unsigned_abs();
         Fingerprint {
             token,
@@ -244,9 +235,8 @@ impl Fingerprint {
             amount_hi: (magnitude >> 64) as u32,
             amount_scale: scale as u8,
             kind: kind as u8,
-            currency: currency.map_or(0, |c| {
-                1 + Currency::ALL.iter().position(|&x| x == c).unwrap_or(0) as u8
-            }),
+            // `Currency as u8` is the currency's index in `Currency::ALL`.
+            currency: currency.map_or(0, |c| 1 + c as u8),
             flags,
         }
     }
@@ -385,6 +375,15 @@ impl DupRef {
 /// Key of holds and duplicate records: (account index, request id).
 pub(crate) type Key = (u32, u64);
 
+fn dup_ref(e: &Entry) -> Option<DupRef> {
+    e.has_dup().then_some(DupRef {
+        ts_ns: e.dup_ts_ns,
+        code: e.dup_code,
+        is_authorize: e.flags & Entry::DUP_AUTHORIZE != 0,
+        fingerprint: e.dup_fingerprint,
+    })
+}
+
 /// Write every element of `v`'s spare capacity once and leave it empty: the pages are then
 /// resident, and pushes up to the capacity never fault.
 fn prefault<T: Copy>(v: &mut Vec<T>, fill: T) {
@@ -416,6 +415,10 @@ pub(crate) struct Store {
     dup_reclaim: VecDeque<(i64, u32, u64)>,
     /// The latest `ts_ns` this shard has seen.
     pub watermark_ns: i64,
+    /// No front of the two queues above is due before this instant (a lower bound, so
+    /// `advance` looks at the queues only when one may be): the earliest front at the last
+    /// look, lowered by every push since. Derived state, not part of a snapshot.
+    reclaim_from_ns: i64,
 }
 
 impl Store {
@@ -452,6 +455,7 @@ impl Store {
             hold_reclaim: VecDeque::with_capacity(holds_hint),
             dup_reclaim: VecDeque::with_capacity(holds_hint.saturating_mul(2)),
             watermark_ns: i64::MIN,
+            reclaim_from_ns: i64::MIN,
         }
     }
 
@@ -489,6 +493,31 @@ impl Store {
         }
     }
 
+    /// Where the entry of `key` is, or would go: a handle for the `_at` methods, valid
+    /// until the key table changes other than through them.
+    #[inline]
+    pub fn locate(&self, key: Key) -> Probe {
+        self.keys.probe(key)
+    }
+
+    /// The slot of the hold at `at`, whether or not it is still referable.
+    #[inline]
+    pub fn hold_at(&self, at: Probe) -> Option<u32> {
+        match at {
+            Probe::Found(i) => Some(self.keys.at(i).hold).filter(|&h| h != NIL),
+            Probe::Vacant(_) => None,
+        }
+    }
+
+    /// The duplicate record at `at`, whether or not it is still in its window.
+    #[inline]
+    pub fn dup_at(&self, at: Probe) -> Option<DupRef> {
+        match at {
+            Probe::Found(i) => dup_ref(self.keys.at(i)),
+            Probe::Vacant(_) => None,
+        }
+    }
+
     /// The slot of the hold under `key`, whether or not it is still referable.
     #[inline]
     pub fn find_hold(&self, key: Key) -> Option<u32> {
@@ -498,12 +527,7 @@ impl Store {
     /// The duplicate record under `key`, whether or not it is still in its window.
     #[inline]
     pub fn dup(&self, key: Key) -> Option<DupRef> {
-        self.keys.get(key).filter(|e| e.has_dup()).map(|e| DupRef {
-            ts_ns: e.dup_ts_ns,
-            code: e.dup_code,
-            is_authorize: e.flags & Entry::DUP_AUTHORIZE != 0,
-            fingerprint: e.dup_fingerprint,
-        })
+        self.keys.get(key).and_then(dup_ref)
     }
 
     /// The fingerprint of a record.
@@ -512,8 +536,8 @@ impl Store {
     }
 
     /// Insert a new open hold (replacing a dead one under the same key) and link it into its
-    /// account's open list.
-    pub fn insert_open_hold(&mut self, hold: Hold) -> u32 {
+    /// account's open list. `at` locates its key, and locates it still afterwards.
+    pub fn insert_open_hold_at(&mut self, at: &mut Probe, hold: Hold) -> u32 {
         let key = (hold.account, hold.request_id);
         let account = hold.account;
         let expires_at_ns = hold.expires_at_ns;
@@ -529,8 +553,9 @@ impl Store {
                 s
             }
         };
-        let at = self.keys.entry_mut(key);
-        let old = std::mem::replace(&mut self.keys.at_mut(at).hold, slot);
+        let index = self.keys.claim(*at, key);
+        *at = Probe::Found(index);
+        let old = std::mem::replace(&mut self.keys.at_mut(index).hold, slot);
         if old != NIL {
             debug_assert_ne!(self.holds[old as usize].status, HoldStatus::Open);
             self.free_slot(old);
@@ -583,13 +608,21 @@ impl Store {
         h.next_open = NIL;
         self.hold_reclaim
             .push_back((ended_ns.saturating_add(retention_ns), slot, generation));
+        self.reclaim_from_ns = self
+            .reclaim_from_ns
+            .min(ended_ns.saturating_add(retention_ns));
     }
 
     /// Expire every open hold of `account` with `expires_at_ns <= ts_ns` (DOMAIN.md Time).
+    #[inline]
     pub fn expire_account(&mut self, account: u32, ts_ns: i64, retention_ns: i64) {
-        if ts_ns < self.accounts[account as usize].next_expiry_ns {
-            return;
+        if ts_ns >= self.accounts[account as usize].next_expiry_ns {
+            self.expire_account_holds(account, ts_ns, retention_ns);
         }
+    }
+
+    #[inline(never)]
+    fn expire_account_holds(&mut self, account: u32, ts_ns: i64, retention_ns: i64) {
         let mut next_expiry = i64::MAX;
         let mut slot = self.accounts[account as usize].open_head;
         while slot != NIL {
@@ -611,16 +644,21 @@ impl Store {
     }
 
     /// Remember `record` under `key`, replacing an older record whose window has passed.
-    pub fn record(&mut self, key: Key, record: DupRecord, window_ns: i64) {
+    /// `at` locates `key`.
+    pub fn record_at(&mut self, at: Probe, key: Key, record: DupRecord, window_ns: i64) {
         self.dup_reclaim
             .push_back((record.ts_ns.saturating_add(window_ns), key.0, key.1));
-        self.put_record(key, record);
+        self.reclaim_from_ns = self
+            .reclaim_from_ns
+            .min(record.ts_ns.saturating_add(window_ns));
+        self.put_record(at, key, record);
     }
 
-    /// Put `record` under `key` (its fingerprint in the slab); true when it replaced one.
-    fn put_record(&mut self, key: Key, record: DupRecord) -> bool {
-        let at = self.keys.entry_mut(key);
-        let e = self.keys.at_mut(at);
+    /// Put `record` under `key`, which `at` locates (its fingerprint in the slab); true when
+    /// it replaced one.
+    fn put_record(&mut self, at: Probe, key: Key, record: DupRecord) -> bool {
+        let index = self.keys.claim(at, key);
+        let e = self.keys.at_mut(index);
         let replaced = e.has_dup();
         let fingerprint = if replaced {
             e.dup_fingerprint
@@ -653,11 +691,21 @@ impl Store {
     /// deadlines fall in when time does not go back. When it does (an expiry noticed late, a
     /// host's out-of-order `ts_ns`), an entry waits behind a later one: it is dropped late,
     /// never early, and each drop re-checks the entry against the table.
+    #[inline]
     pub fn advance(&mut self, ts_ns: i64, window_ns: i64) {
         if ts_ns <= self.watermark_ns {
             return;
         }
         self.watermark_ns = ts_ns;
+        if ts_ns >= self.reclaim_from_ns {
+            self.reclaim(ts_ns, window_ns);
+        }
+    }
+
+    /// Drop what the queues' fronts say is dead at `ts_ns`, then note the earliest instant
+    /// the fronts name.
+    #[inline(never)]
+    fn reclaim(&mut self, ts_ns: i64, window_ns: i64) {
         while let Some(&(until, slot, generation)) = self.hold_reclaim.front() {
             if until > ts_ns {
                 break;
@@ -695,6 +743,11 @@ impl Store {
                 }
             }
         }
+        self.reclaim_from_ns = self
+            .hold_reclaim
+            .front()
+            .map_or(i64::MAX, |e| e.0)
+            .min(self.dup_reclaim.front().map_or(i64::MAX, |e| e.0));
     }
 
     /// Holds in the table (for export), referable or not yet reclaimed.
@@ -950,7 +1003,8 @@ impl Store {
                 code: d.code,
                 fingerprint: Fingerprint::from_image(&d.fingerprint),
             };
-            if store.put_record((account, d.request_id), record) {
+            let key = (account, d.request_id);
+            if store.put_record(store.locate(key), key, record) {
                 return Err(format!("{} appears twice", what()));
             }
         }
@@ -983,6 +1037,8 @@ impl Store {
                 .push_back((e.until_ns, account, e.request_id));
         }
         store.watermark_ns = image.watermark_ns;
+        // Look at the restored queues at the next advance.
+        store.reclaim_from_ns = i64::MIN;
         Ok(store)
     }
 }
@@ -1316,6 +1372,9 @@ mod image_tests {
             TokenField::Dpan(Dpan::from_u64(Dpan::MAX).unwrap()),
             TokenField::Other(u64::MAX),
         ];
+        for (i, c) in Currency::ALL.into_iter().enumerate() {
+            assert_eq!(c as usize, i, "currency codes are ALL indices");
+        }
         for kind in Kind::ALL {
             assert_eq!(Kind::ALL[kind as usize], kind, "kind codes are ALL indices");
             for (i, amount) in amounts.into_iter().enumerate() {
