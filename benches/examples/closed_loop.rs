@@ -3,12 +3,14 @@
 //!
 //! `cargo run --release -p payauth-benches --example closed_loop -- [accounts] [requests]
 //! [zipf] [shards] [batch] [in_flight] [holds_hint]` (defaults: 1000000 5000000 1 2 4096 4, and
-//! the hint `payauth bench` uses).
+//! the hint `payauth bench` uses). With `PAYAUTH_JOURNAL_DIR` set to a missing or empty
+//! directory, the engine journals there (`Durability::Sync`; `PAYAUTH_DURABILITY=async` for
+//! `Async` with a 10 ms interval).
 #![allow(missing_docs)]
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use payauth_engine::{Config, Engine};
+use payauth_engine::{Config, Durability, Engine, JournalConfig};
 use payauth_harness::bench::{closed_loop, Workload, WorkloadOptions};
 
 #[global_allocator]
@@ -42,6 +44,21 @@ fn main() {
     if hint > 0 {
         config.holds_per_shard_hint = hint;
     }
+    let journal = std::env::var_os("PAYAUTH_JOURNAL_DIR").map(|dir| {
+        let mut journal = JournalConfig::new(dir);
+        if std::env::var("PAYAUTH_DURABILITY").is_ok_and(|d| d == "async") {
+            journal.durability = Durability::Async {
+                interval: Duration::from_millis(10),
+            };
+        }
+        journal
+    });
+    let mode = journal
+        .as_ref()
+        .map_or("in memory".to_string(), |j| format!("{:?}", j.durability));
+    config.journal = journal;
+    // Snapshots would copy the store mid-run; this measures the journal alone.
+    config.snapshot_every_records = 0;
     let engine = Engine::start(config, workload.accounts.clone(), workload.tokens.clone())
         .expect("engine starts");
     let start = Instant::now();
@@ -50,7 +67,7 @@ fn main() {
     let elapsed = start.elapsed();
     let approved = decisions.iter().filter(|d| d.code.is_approved()).count();
     println!(
-        "{accounts} accounts, {requests} requests, zipf {zipf}, {shards} shards, batch {batch}, in flight {in_flight}, holds hint {hint}: {:.3} s = {:.2}M decisions/s ({approved} approved)",
+        "{accounts} accounts, {requests} requests, zipf {zipf}, {shards} shards, batch {batch}, in flight {in_flight}, holds hint {hint}, {mode}: {:.3} s = {:.2}M decisions/s ({approved} approved)",
         elapsed.as_secs_f64(),
         requests as f64 / elapsed.as_secs_f64() / 1e6
     );
