@@ -3,7 +3,7 @@
 
 use crate::api::{to_minor, AccountSpec, Code, Currency, Request, TokenField, TokenSpec};
 use crate::error::{Error, ErrorKind};
-use crate::store::{Account, Store, Token, NIL};
+use crate::store::{add_limits, Account, Limits, Store, Token, NIL};
 
 /// Largest magnitude of a loaded balance or limit, in minor units. Keeps every sum the
 /// engine forms far from `i64` overflow (2^62 minor units is 4.6e16 CNY).
@@ -272,6 +272,7 @@ impl Directory {
         holds_hint: usize,
     ) -> Result<(Directory, Vec<Store>), Error> {
         let mut shard_accounts: Vec<Vec<Account>> = (0..shards).map(|_| Vec::new()).collect();
+        let mut shard_limits: Vec<Vec<Limits>> = (0..shards).map(|_| Vec::new()).collect();
         let mut sorted: Vec<&AccountSpec> = accounts.iter().collect();
         sorted.sort_unstable_by_key(|a| a.account_id);
         for w in sorted.windows(2) {
@@ -288,7 +289,7 @@ impl Directory {
             let list = &mut shard_accounts[shard];
             let idx = dir_index(list.len())
                 .ok_or_else(|| load("more than 2^28-2 accounts in one shard".to_string()))?;
-            list.push(account_from_spec(spec)?);
+            list.push(account_from_spec(spec, &mut shard_limits[shard])?);
             dir.accounts
                 .insert(spec.account_id, location(shard as u32, idx, 0));
         }
@@ -312,20 +313,17 @@ impl Directory {
                 return Err(load(format!("token {} appears twice", t.token)));
             }
             let acct = &mut shard_accounts[shard][account as usize];
-            list.push(Token {
-                dpan: t.token,
-                account,
-                status: t.status,
-                expired_from_ns: t.expiry.expired_from_ns(),
-                next_in_account: acct.token_head,
-            });
+            let mut token = Token::new(t.token, account, t.status, t.expiry);
+            token.next_in_account = acct.token_head;
+            list.push(token);
             acct.token_head = idx;
         }
         let per_shard_hint = holds_hint;
         let stores = shard_accounts
             .into_iter()
+            .zip(shard_limits)
             .zip(shard_tokens)
-            .map(|(a, t)| Store::new(a, t, per_shard_hint))
+            .map(|((a, l), t)| Store::new(a, l, t, per_shard_hint))
             .collect();
         Ok((dir, stores))
     }
@@ -373,24 +371,24 @@ fn limit_field(
     }
 }
 
-fn account_from_spec(spec: &AccountSpec) -> Result<Account, Error> {
+/// The account of `spec`, its limits (if any) added to its shard's side table `limits`.
+fn account_from_spec(spec: &AccountSpec, limits: &mut Vec<Limits>) -> Result<Account, Error> {
     let c = spec.currency;
-    Ok(Account {
-        id: spec.account_id,
-        currency: c,
-        balance_minor: minor_field(spec.account_id, "balance", spec.balance, c)?,
-        held_minor: 0,
-        status: spec.status,
-        per_txn_limit_minor: limit_field(spec.account_id, "per_txn_limit", spec.per_txn_limit, c)?,
-        daily_limit_minor: limit_field(spec.account_id, "daily_limit", spec.daily_limit, c)?,
-        daily_count_limit: spec.daily_count_limit.unwrap_or(u64::MAX),
-        day: i64::MIN,
-        day_amount_minor: 0,
-        day_count: 0,
-        next_expiry_ns: i64::MAX,
-        open_head: NIL,
-        token_head: NIL,
-    })
+    let id = spec.account_id;
+    let these = Limits {
+        per_txn_minor: limit_field(id, "per_txn_limit", spec.per_txn_limit, c)?,
+        daily_minor: limit_field(id, "daily_limit", spec.daily_limit, c)?,
+        daily_count: spec.daily_count_limit.unwrap_or(u64::MAX),
+    };
+    let limits_index = add_limits(limits, these)
+        .ok_or_else(|| load("more than 2^28-2 accounts with limits in one shard".to_string()))?;
+    Ok(Account::new(
+        id,
+        c,
+        minor_field(id, "balance", spec.balance, c)?,
+        spec.status,
+        limits_index,
+    ))
 }
 
 #[cfg(test)]

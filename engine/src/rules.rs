@@ -121,10 +121,11 @@ pub(crate) fn decide(store: &mut Store, times: &Times, op: &Routed) -> Code {
 /// The request amount in the account's minor units, if the amount is valid and the currency
 /// is the account's (DOMAIN.md `13`).
 fn amount_in(op: &Routed, acct: &Account) -> Option<i64> {
-    if op.fingerprint.currency() != Some(acct.currency) {
+    let currency = acct.currency();
+    if op.fingerprint.currency() != Some(currency) {
         return None;
     }
-    op.fingerprint.amount()?.valid_minor(acct.currency)
+    op.fingerprint.amount()?.valid_minor(currency)
 }
 
 /// The hold `ref` names, if still referable; else the `12`/`25` answer.
@@ -154,10 +155,10 @@ fn card_and_account_ok(store: &Store, op: &Routed) -> Result<(), Code> {
     if token.status == TokenStatus::Suspended {
         return Err(Code::Restricted);
     }
-    if op.ts_ns >= token.expired_from_ns {
+    if op.ts_ns >= token.expired_from_ns() {
         return Err(Code::ExpiredCard);
     }
-    match store.accounts[op.account as usize].status {
+    match store.accounts[op.account as usize].status() {
         AccountStatus::Closed => Err(Code::NoAccount),
         AccountStatus::Frozen => Err(Code::Restricted),
         AccountStatus::Active => Ok(()),
@@ -186,15 +187,16 @@ fn authorize(store: &mut Store, times: &Times, op: &Routed, at: &mut Probe) -> C
     };
     check!(card_and_account_ok(store, op));
     let day = china_day(ts);
+    let limits = store.limits(op.account);
     let acct = &mut store.accounts[op.account as usize];
-    if amount > acct.per_txn_limit_minor {
+    if amount > limits.per_txn_minor {
         return Code::AmountLimit;
     }
     acct.roll_day(day);
-    if acct.day_amount_minor.saturating_add(amount) > acct.daily_limit_minor {
+    if acct.day_amount_minor.saturating_add(amount) > limits.daily_minor {
         return Code::AmountLimit;
     }
-    if acct.day_count.saturating_add(1) > acct.daily_count_limit {
+    if acct.day_count.saturating_add(1) > limits.daily_count {
         return Code::CountLimit;
     }
     if amount > acct.available_minor() {
@@ -241,12 +243,13 @@ fn increment(store: &mut Store, times: &Times, op: &Routed) -> Code {
     }
     check!(card_and_account_ok(store, op));
     let authorized = store.hold(slot).authorized_minor;
+    let limits = store.limits(op.account);
     let acct = &mut store.accounts[op.account as usize];
-    if authorized.saturating_add(amount) > acct.per_txn_limit_minor {
+    if authorized.saturating_add(amount) > limits.per_txn_minor {
         return Code::AmountLimit;
     }
     acct.roll_day(china_day(ts));
-    if acct.day_amount_minor.saturating_add(amount) > acct.daily_limit_minor {
+    if acct.day_amount_minor.saturating_add(amount) > limits.daily_minor {
         return Code::AmountLimit;
     }
     if amount > acct.available_minor() {
@@ -317,13 +320,13 @@ fn void(store: &mut Store, times: &Times, op: &Routed) -> Code {
     if op
         .fingerprint
         .currency()
-        .is_some_and(|c| c != acct.currency)
+        .is_some_and(|c| c != acct.currency())
     {
         return Code::InvalidAmount;
     }
     let given = match op.fingerprint.amount() {
         None => None,
-        Some(a) => match a.valid_minor(acct.currency) {
+        Some(a) => match a.valid_minor(acct.currency()) {
             Some(m) => Some(m),
             None => return Code::InvalidAmount,
         },
@@ -385,7 +388,7 @@ fn credit(store: &mut Store, op: &Routed) -> Code {
     let Some(amount) = amount_in(op, acct) else {
         return Code::InvalidAmount;
     };
-    if acct.status == AccountStatus::Closed {
+    if acct.status() == AccountStatus::Closed {
         return Code::NoAccount;
     }
     let Some(balance) = acct.balance_minor.checked_add(amount) else {
@@ -396,7 +399,7 @@ fn credit(store: &mut Store, op: &Routed) -> Code {
 }
 
 fn token_admin(store: &mut Store, op: &Routed) -> Code {
-    if store.accounts[op.account as usize].status == AccountStatus::Closed {
+    if store.accounts[op.account as usize].status() == AccountStatus::Closed {
         return Code::InvalidTransaction;
     }
     let token = &mut store.tokens[op.token as usize];
@@ -416,14 +419,23 @@ fn token_admin(store: &mut Store, op: &Routed) -> Code {
 fn account_admin(store: &mut Store, op: &Routed) -> Code {
     let acct = &mut store.accounts[op.account as usize];
     let (from_ok, to) = match op.kind() {
-        Kind::AccountFreeze => (acct.status == AccountStatus::Active, AccountStatus::Frozen),
-        Kind::AccountUnfreeze => (acct.status == AccountStatus::Frozen, AccountStatus::Active),
-        _ => (acct.status != AccountStatus::Closed, AccountStatus::Closed),
+        Kind::AccountFreeze => (
+            acct.status() == AccountStatus::Active,
+            AccountStatus::Frozen,
+        ),
+        Kind::AccountUnfreeze => (
+            acct.status() == AccountStatus::Frozen,
+            AccountStatus::Active,
+        ),
+        _ => (
+            acct.status() != AccountStatus::Closed,
+            AccountStatus::Closed,
+        ),
     };
     if !from_ok {
         return Code::InvalidTransaction;
     }
-    acct.status = to;
+    acct.set_status(to);
     if to == AccountStatus::Closed {
         let mut t = acct.token_head;
         while t != NIL {

@@ -192,7 +192,7 @@ impl Shard {
                 continue;
             }
             let status = view.status;
-            let c = acct.currency;
+            let c = acct.currency();
             holds.push(HoldState {
                 account_id: acct.id,
                 request_id: h.request_id,
@@ -210,13 +210,14 @@ impl Shard {
             .zip(&expired_minor)
             .map(|(a, &gone)| {
                 let held = a.held_minor - gone;
+                let c = a.currency();
                 AccountState {
                     account_id: a.id,
-                    currency: a.currency,
-                    balance: from_minor(a.balance_minor, a.currency),
-                    held: from_minor(held, a.currency),
-                    available: from_minor(a.balance_minor.saturating_sub(held), a.currency),
-                    status: a.status,
+                    currency: c,
+                    balance: from_minor(a.balance_minor, c),
+                    held: from_minor(held, c),
+                    available: from_minor(a.balance_minor.saturating_sub(held), c),
+                    status: a.status(),
                 }
             })
             .collect();

@@ -10,7 +10,7 @@ use rustc_hash::FxHashMap;
 use crate::keytable::{Entry, KeyTable, Probe};
 
 use crate::api::{
-    AccountStatus, AmountKey, Code, Currency, Dpan, HoldStatus, Kind, Request, TokenField,
+    AccountStatus, AmountKey, Code, Currency, Dpan, Expiry, HoldStatus, Kind, Request, TokenField,
     TokenStatus,
 };
 use crate::snapshot::{
@@ -26,33 +26,124 @@ pub(crate) fn next_index(len: usize) -> Option<u32> {
     u32::try_from(len).ok().filter(|&i| i != NIL)
 }
 
-/// An account and its day counters. Money in minor units of `currency`.
+/// An account and its day counters, in one cache line. Money in minor units of its
+/// currency. Limits, which most accounts do not have, live in the store's side table.
 #[derive(Clone, Copy, Debug)]
+#[repr(align(64))]
 pub(crate) struct Account {
     pub id: u64,
-    pub currency: Currency,
     pub balance_minor: i64,
     pub held_minor: i64,
-    pub status: AccountStatus,
-    /// `i64::MAX` when there is no limit.
-    pub per_txn_limit_minor: i64,
-    /// `i64::MAX` when there is no limit.
-    pub daily_limit_minor: i64,
-    /// `u64::MAX` when there is no limit.
-    pub daily_count_limit: u64,
-    /// China day the counters below belong to.
-    pub day: i64,
     pub day_amount_minor: i64,
     pub day_count: u64,
     /// A lower bound of the earliest `expires_at_ns` among open holds (`i64::MAX`: none).
     pub next_expiry_ns: i64,
+    /// China day the counters above belong to (`i32::MIN`: none yet; the day of any `i64`
+    /// instant is within about ±107,000).
+    day: i32,
     /// Head of the doubly linked list of this account's open holds (slab indices).
     pub open_head: u32,
     /// Head of the singly linked list of this account's tokens (token indices).
     pub token_head: u32,
+    /// Status (bits 0-1), currency (bits 2-3, its index in `Currency::ALL`), and the index
+    /// of its limits in the store's side table (bits 4-31; [`NO_LIMITS`]: none).
+    meta: u32,
+}
+
+/// The limits index of an account without limits.
+pub(crate) const NO_LIMITS: u32 = (1 << 28) - 1;
+
+const STATUSES: [AccountStatus; 3] = [
+    AccountStatus::Active,
+    AccountStatus::Frozen,
+    AccountStatus::Closed,
+];
+
+/// An account's limits (DOMAIN.md), where it has any.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Limits {
+    /// `i64::MAX` when there is no limit.
+    pub per_txn_minor: i64,
+    /// `i64::MAX` when there is no limit.
+    pub daily_minor: i64,
+    /// `u64::MAX` when there is no limit.
+    pub daily_count: u64,
+}
+
+impl Limits {
+    /// No limit at all.
+    pub const NONE: Limits = Limits {
+        per_txn_minor: i64::MAX,
+        daily_minor: i64::MAX,
+        daily_count: u64::MAX,
+    };
 }
 
 impl Account {
+    /// A fresh account (no holds, no tokens, no day yet) whose limits are at `limits` in
+    /// its store's side table ([`NO_LIMITS`]: none).
+    pub fn new(
+        id: u64,
+        currency: Currency,
+        balance_minor: i64,
+        status: AccountStatus,
+        limits: u32,
+    ) -> Account {
+        debug_assert!(limits <= NO_LIMITS);
+        Account {
+            id,
+            balance_minor,
+            held_minor: 0,
+            day_amount_minor: 0,
+            day_count: 0,
+            next_expiry_ns: i64::MAX,
+            day: i32::MIN,
+            open_head: NIL,
+            token_head: NIL,
+            meta: status_code(status) | (currency as u32) << 2 | limits << 4,
+        }
+    }
+
+    pub fn currency(&self) -> Currency {
+        // `Currency as u32` is its index in `Currency::ALL`.
+        Currency::ALL[((self.meta >> 2) & 3) as usize]
+    }
+
+    pub fn status(&self) -> AccountStatus {
+        STATUSES[(self.meta & 3) as usize]
+    }
+
+    pub fn set_status(&mut self, status: AccountStatus) {
+        self.meta = (self.meta & !3) | status_code(status);
+    }
+
+    /// Index of the limits in the store's side table, or [`NO_LIMITS`].
+    pub fn limits_index(&self) -> u32 {
+        self.meta >> 4
+    }
+
+    /// The day of the counters, as a snapshot image has it (`i64::MIN`: none yet).
+    pub fn day_image(&self) -> i64 {
+        if self.day == i32::MIN {
+            i64::MIN
+        } else {
+            i64::from(self.day)
+        }
+    }
+
+    /// Restore the day of the counters from a snapshot image.
+    pub fn set_day_image(&mut self, day: i64) -> Result<(), String> {
+        self.day = if day == i64::MIN {
+            i32::MIN
+        } else {
+            i32::try_from(day)
+                .ok()
+                .filter(|&d| d != i32::MIN)
+                .ok_or_else(|| format!("account {}: day {day} is out of range", self.id))?
+        };
+        Ok(())
+    }
+
     /// `balance - held`; may be negative after a late capture.
     pub fn available_minor(&self) -> i64 {
         self.balance_minor.saturating_sub(self.held_minor)
@@ -60,6 +151,8 @@ impl Account {
 
     /// Move the day counters to `day` (counters of a new day start at zero).
     pub fn roll_day(&mut self, day: i64) {
+        // The China day of any i64 instant fits i32 (and is never i32::MIN).
+        let day = day as i32;
         if self.day != day {
             self.day = day;
             self.day_amount_minor = 0;
@@ -68,16 +161,49 @@ impl Account {
     }
 }
 
+fn status_code(status: AccountStatus) -> u32 {
+    match status {
+        AccountStatus::Active => 0,
+        AccountStatus::Frozen => 1,
+        AccountStatus::Closed => 2,
+    }
+}
+
+/// Nanoseconds in an hour: token expiries are whole hours (midnight China time).
+const NS_PER_HOUR: i64 = 3_600_000_000_000;
+
 /// A token owned by this shard (its account is in this shard).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Token {
     pub dpan: Dpan,
     pub account: u32,
-    pub status: TokenStatus,
-    /// First instant at which the token is expired.
-    pub expired_from_ns: i64,
     /// Next token of the same account.
     pub next_in_account: u32,
+    /// First instant at which the token is expired, in hours since the epoch (an expiry is
+    /// the start of a month, China time: a whole hour; years 2000-2099 fit easily).
+    expired_from_h: i32,
+    pub status: TokenStatus,
+}
+
+impl Token {
+    pub fn new(dpan: Dpan, account: u32, status: TokenStatus, expiry: Expiry) -> Token {
+        let ns = expiry.expired_from_ns();
+        debug_assert_eq!(ns % NS_PER_HOUR, 0);
+        Token {
+            dpan,
+            account,
+            next_in_account: NIL,
+            expired_from_h: i32::try_from(ns / NS_PER_HOUR)
+                .expect("an expiry in 2000-2099 is within i32 hours"),
+            status,
+        }
+    }
+
+    /// First instant at which the token is expired.
+    #[inline]
+    pub fn expired_from_ns(&self) -> i64 {
+        i64::from(self.expired_from_h) * NS_PER_HOUR
+    }
 }
 
 /// A hold: created by an approved authorize.
@@ -384,6 +510,17 @@ fn dup_ref(e: &Entry) -> Option<DupRef> {
     })
 }
 
+/// The limits index of an account with `limits`: [`NO_LIMITS`], or a new entry of the side
+/// table; `None` when the table is full.
+pub(crate) fn add_limits(table: &mut Vec<Limits>, limits: Limits) -> Option<u32> {
+    if limits == Limits::NONE {
+        return Some(NO_LIMITS);
+    }
+    let index = u32::try_from(table.len()).ok().filter(|&i| i < NO_LIMITS)?;
+    table.push(limits);
+    Some(index)
+}
+
 /// Write every element of `v`'s spare capacity once and leave it empty: the pages are then
 /// resident, and pushes up to the capacity never fault.
 fn prefault<T: Copy>(v: &mut Vec<T>, fill: T) {
@@ -399,6 +536,8 @@ fn prefault<T: Copy>(v: &mut Vec<T>, fill: T) {
 #[derive(Clone)]
 pub(crate) struct Store {
     pub accounts: Vec<Account>,
+    /// Limits of the accounts that have any, at their `limits_index`.
+    limits: Vec<Limits>,
     pub tokens: Vec<Token>,
     holds: Vec<Hold>,
     free_holds: Vec<u32>,
@@ -425,8 +564,13 @@ impl Store {
     /// A store of these accounts and tokens with its tables sized for `holds_hint` holds
     /// (and twice as many duplicate records) before any must grow. The memory is touched
     /// here, at start, so the first requests do not pay for the kernel zeroing its pages.
-    pub fn new(accounts: Vec<Account>, tokens: Vec<Token>, holds_hint: usize) -> Store {
-        let mut store = Store::unfaulted(accounts, tokens, holds_hint);
+    pub fn new(
+        accounts: Vec<Account>,
+        limits: Vec<Limits>,
+        tokens: Vec<Token>,
+        holds_hint: usize,
+    ) -> Store {
+        let mut store = Store::unfaulted(accounts, limits, tokens, holds_hint);
         prefault(&mut store.holds, Hold::VACANT);
         prefault(&mut store.fingerprints, Fingerprint::EMPTY);
         store
@@ -440,9 +584,15 @@ impl Store {
         store
     }
 
-    fn unfaulted(accounts: Vec<Account>, tokens: Vec<Token>, holds_hint: usize) -> Store {
+    fn unfaulted(
+        accounts: Vec<Account>,
+        limits: Vec<Limits>,
+        tokens: Vec<Token>,
+        holds_hint: usize,
+    ) -> Store {
         Store {
             accounts,
+            limits,
             tokens,
             holds: Vec::with_capacity(holds_hint),
             free_holds: Vec::with_capacity(holds_hint / 4),
@@ -456,6 +606,15 @@ impl Store {
             dup_reclaim: VecDeque::with_capacity(holds_hint.saturating_mul(2)),
             watermark_ns: i64::MIN,
             reclaim_from_ns: i64::MIN,
+        }
+    }
+
+    /// The limits of account `account` ([`Limits::NONE`] for most).
+    #[inline]
+    pub fn limits(&self, account: u32) -> Limits {
+        match self.accounts[account as usize].limits_index() {
+            NO_LIMITS => Limits::NONE,
+            i => self.limits[i as usize],
         }
     }
 
@@ -790,18 +949,22 @@ impl Store {
         let accounts = self
             .accounts
             .iter()
-            .map(|a| AccountImage {
-                id: a.id,
-                currency: a.currency,
-                balance_minor: a.balance_minor,
-                held_minor: a.held_minor,
-                status: a.status,
-                per_txn_limit_minor: a.per_txn_limit_minor,
-                daily_limit_minor: a.daily_limit_minor,
-                daily_count_limit: a.daily_count_limit,
-                day: a.day,
-                day_amount_minor: a.day_amount_minor,
-                day_count: a.day_count,
+            .enumerate()
+            .map(|(i, a)| {
+                let limits = self.limits(i as u32);
+                AccountImage {
+                    id: a.id,
+                    currency: a.currency(),
+                    balance_minor: a.balance_minor,
+                    held_minor: a.held_minor,
+                    status: a.status(),
+                    per_txn_limit_minor: limits.per_txn_minor,
+                    daily_limit_minor: limits.daily_minor,
+                    daily_count_limit: limits.daily_count,
+                    day: a.day_image(),
+                    day_amount_minor: a.day_amount_minor,
+                    day_count: a.day_count,
+                }
             })
             .collect();
         let tokens = self
@@ -811,7 +974,7 @@ impl Store {
                 dpan: t.dpan,
                 account_id: account_id(t.account),
                 status: t.status,
-                expiry: expiry_from_expired_from_ns(t.expired_from_ns)
+                expiry: expiry_from_expired_from_ns(t.expired_from_ns())
                     .expect("a token's expiry instant comes from an Expiry"),
             })
             .collect();
@@ -906,28 +1069,27 @@ impl Store {
         let mut account_index: FxHashMap<u64, u32> =
             FxHashMap::with_capacity_and_hasher(image.accounts.len(), Default::default());
         let mut accounts = Vec::with_capacity(image.accounts.len());
+        let mut limits = Vec::new();
         for a in &image.accounts {
             let index =
                 next_index(accounts.len()).ok_or("more than 2^32-1 accounts in one shard")?;
             if account_index.insert(a.id, index).is_some() {
                 return Err(format!("account {} appears twice", a.id));
             }
-            accounts.push(Account {
-                id: a.id,
-                currency: a.currency,
-                balance_minor: a.balance_minor,
-                held_minor: a.held_minor,
-                status: a.status,
-                per_txn_limit_minor: a.per_txn_limit_minor,
-                daily_limit_minor: a.daily_limit_minor,
-                daily_count_limit: a.daily_count_limit,
-                day: a.day,
-                day_amount_minor: a.day_amount_minor,
-                day_count: a.day_count,
-                next_expiry_ns: i64::MAX,
-                open_head: NIL,
-                token_head: NIL,
-            });
+            let these = Limits {
+                per_txn_minor: a.per_txn_limit_minor,
+                daily_minor: a.daily_limit_minor,
+                daily_count: a.daily_count_limit,
+            };
+            let limits_index = add_limits(&mut limits, these)
+                .ok_or("more than 2^28-2 accounts with limits in one shard")?;
+            let mut account =
+                Account::new(a.id, a.currency, a.balance_minor, a.status, limits_index);
+            account.held_minor = a.held_minor;
+            account.set_day_image(a.day)?;
+            account.day_amount_minor = a.day_amount_minor;
+            account.day_count = a.day_count;
+            accounts.push(account);
         }
         let index_of = |id: u64, what: &dyn Fn() -> String| {
             account_index
@@ -941,17 +1103,13 @@ impl Store {
             let account = index_of(t.account_id, &|| format!("token {}", t.dpan))?;
             // Linked at the head in index order, as the router links them at load.
             let acct = &mut accounts[account as usize];
-            tokens.push(Token {
-                dpan: t.dpan,
-                account,
-                status: t.status,
-                expired_from_ns: t.expiry.expired_from_ns(),
-                next_in_account: acct.token_head,
-            });
+            let mut token = Token::new(t.dpan, account, t.status, t.expiry);
+            token.next_in_account = acct.token_head;
+            tokens.push(token);
             acct.token_head = index;
         }
         let hint = holds_hint.max(image.holds.len());
-        let mut store = Store::new(accounts, tokens, hint);
+        let mut store = Store::new(accounts, limits, tokens, hint);
         // Open holds are appended at the tail of their account's list, so the list comes
         // back in image order.
         let mut tails = vec![NIL; store.accounts.len()];
@@ -1050,6 +1208,42 @@ mod tests {
 
     fn fp(r: &Request) -> Fingerprint {
         Fingerprint::of(r, r.amount.map(AmountKey::from_decimal))
+    }
+
+    /// The per-account, per-hold and per-record memory README states comes from these.
+    #[test]
+    fn hot_records_keep_their_size() {
+        use std::mem::{align_of, size_of};
+        assert_eq!(size_of::<Account>(), 64, "one cache line per account");
+        assert_eq!(align_of::<Account>(), 64);
+        assert_eq!(size_of::<Token>(), 24);
+        assert_eq!(size_of::<Limits>(), 24);
+        assert_eq!(size_of::<Hold>(), 88);
+        assert_eq!(size_of::<Fingerprint>(), 48);
+        assert_eq!(size_of::<crate::keytable::Entry>(), 32);
+        assert_eq!(size_of::<crate::rules::Routed>(), 72);
+        assert_eq!(size_of::<(i64, u32, u32)>(), 16, "hold reclamation entry");
+        assert_eq!(size_of::<(i64, u32, u64)>(), 24, "record reclamation entry");
+    }
+
+    #[test]
+    fn account_packs_status_currency_and_limits() {
+        for status in STATUSES {
+            for currency in Currency::ALL {
+                for limits in [0, 7, NO_LIMITS] {
+                    let mut a = Account::new(1, currency, -5, status, limits);
+                    assert_eq!(
+                        (a.status(), a.currency(), a.limits_index()),
+                        (status, currency, limits)
+                    );
+                    a.set_status(AccountStatus::Closed);
+                    assert_eq!(
+                        (a.status(), a.currency(), a.limits_index()),
+                        (AccountStatus::Closed, currency, limits)
+                    );
+                }
+            }
+        }
     }
 
     #[test]
