@@ -271,7 +271,14 @@ impl Directory {
         tokens: &[TokenSpec],
         holds_hint: usize,
     ) -> Result<(Directory, Vec<Store>), Error> {
-        let mut shard_accounts: Vec<Vec<Account>> = (0..shards).map(|_| Vec::new()).collect();
+        // Exact capacities, so the tables are never copied while they grow, and take no
+        // more memory than they need.
+        let mut per_shard = vec![0usize; shards];
+        for spec in accounts {
+            per_shard[shard_of(spec.account_id, shards)] += 1;
+        }
+        let mut shard_accounts: Vec<Vec<Account>> =
+            per_shard.iter().map(|&n| Vec::with_capacity(n)).collect();
         let mut shard_limits: Vec<Vec<Limits>> = (0..shards).map(|_| Vec::new()).collect();
         let mut sorted: Vec<&AccountSpec> = accounts.iter().collect();
         sorted.sort_unstable_by_key(|a| a.account_id);
@@ -293,7 +300,14 @@ impl Directory {
             dir.accounts
                 .insert(spec.account_id, location(shard as u32, idx, 0));
         }
-        let mut shard_tokens: Vec<Vec<Token>> = (0..shards).map(|_| Vec::new()).collect();
+        let mut per_shard = vec![0usize; shards];
+        for t in tokens {
+            if let Some((shard, _, _)) = dir.accounts.get(t.account_id).map(unpack) {
+                per_shard[shard] += 1;
+            }
+        }
+        let mut shard_tokens: Vec<Vec<Token>> =
+            per_shard.iter().map(|&n| Vec::with_capacity(n)).collect();
         let mut sorted: Vec<&TokenSpec> = tokens.iter().collect();
         sorted.sort_unstable_by_key(|t| t.token);
         for t in sorted {
