@@ -5,7 +5,8 @@
 //! [zipf] [shards] [batch] [in_flight] [holds_hint]` (defaults: 1000000 5000000 1 2 4096 4, and
 //! the hint `payauth bench` uses). With `PAYAUTH_JOURNAL_DIR` set to a missing or empty
 //! directory, the engine journals there (`Durability::Sync`; `PAYAUTH_DURABILITY=async` for
-//! `Async` with a 10 ms interval).
+//! `Async` with a 10 ms interval); `PAYAUTH_BATCH_MAX` sets `Config::batch_max` (the most
+//! requests a shard decides, and journals with one write and one fdatasync, in a pass).
 #![allow(missing_docs)]
 
 use std::time::{Duration, Instant};
@@ -57,6 +58,13 @@ fn main() {
         .as_ref()
         .map_or("in memory".to_string(), |j| format!("{:?}", j.durability));
     config.journal = journal;
+    if let Some(n) = std::env::var("PAYAUTH_BATCH_MAX")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        config.batch_max = n;
+    }
+    let batch_max = config.batch_max;
     // Snapshots would copy the store mid-run; this measures the journal alone.
     config.snapshot_every_records = 0;
     let engine = Engine::start(config, workload.accounts.clone(), workload.tokens.clone())
@@ -67,7 +75,7 @@ fn main() {
     let elapsed = start.elapsed();
     let approved = decisions.iter().filter(|d| d.code.is_approved()).count();
     println!(
-        "{accounts} accounts, {requests} requests, zipf {zipf}, {shards} shards, batch {batch}, in flight {in_flight}, holds hint {hint}, {mode}: {:.3} s = {:.2}M decisions/s ({approved} approved)",
+        "{accounts} accounts, {requests} requests, zipf {zipf}, {shards} shards, batch {batch}, in flight {in_flight}, batch_max {batch_max}, holds hint {hint}, {mode}: {:.3} s = {:.2}M decisions/s ({approved} approved)",
         elapsed.as_secs_f64(),
         requests as f64 / elapsed.as_secs_f64() / 1e6
     );
