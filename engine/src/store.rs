@@ -819,15 +819,23 @@ impl Store {
         let index = self.keys.claim(at, key);
         let e = self.keys.at_mut(index);
         let replaced = e.has_dup();
-        let fingerprint = if replaced {
-            e.dup_fingerprint
-        } else if let Some(f) = self.free_fingerprints.pop() {
-            f
-        } else {
-            let f = next_index(self.fingerprints.len())
-                .expect("more than 2^32-1 duplicate records in a shard");
-            self.fingerprints.push(record.fingerprint);
-            f
+        // Written once: into the slot it reuses, or pushed.
+        let fingerprint = match (replaced, self.free_fingerprints.last()) {
+            (true, _) => {
+                self.fingerprints[e.dup_fingerprint as usize] = record.fingerprint;
+                e.dup_fingerprint
+            }
+            (false, Some(&f)) => {
+                self.free_fingerprints.pop();
+                self.fingerprints[f as usize] = record.fingerprint;
+                f
+            }
+            (false, None) => {
+                let f = next_index(self.fingerprints.len())
+                    .expect("more than 2^32-1 duplicate records in a shard");
+                self.fingerprints.push(record.fingerprint);
+                f
+            }
         };
         e.dup_ts_ns = record.ts_ns;
         e.dup_code = record.code;
@@ -838,7 +846,6 @@ impl Store {
             } else {
                 0
             };
-        self.fingerprints[fingerprint as usize] = record.fingerprint;
         replaced
     }
 
