@@ -1,5 +1,6 @@
 //! criterion benches of the engine through its public API: the decide-and-apply step per batch
-//! size, account count and account-choice law; routing; and CSV loading.
+//! size, account count and account-choice law; routing; CSV loading and binary decoding; the
+//! journal.
 //!
 //! - `decide/{accounts}/{uniform|zipf1}/{batch}`: `Engine::submit` of `batch` requests of the
 //!   `payauth bench` workload (authorize-heavy: authorizations, then captures and voids of
@@ -13,6 +14,11 @@
 //!   repeating them measures the same thing every time).
 //! - `csv/load`: `Dataset::load` of a `payauth generate` dataset (10,000 accounts, 200,000
 //!   traffic rows) from a temporary folder.
+//! - `binary/decode`: `binfmt::decode` of the same traffic in the binary format, in memory.
+//! - `journal/{sync|async}/4096`: `Engine::submit` of 4096 requests of the decide stream
+//!   (10,000 accounts, Zipf 1) to an engine that journals them in a temporary state
+//!   directory: deciding plus the journal append, the commit (one write per shard pass) and,
+//!   under `sync`, one fdatasync per pass. Snapshots off.
 //!
 //! Setup (workload generation, engine start, dataset files) stays outside the timed loop.
 //! Under `cargo test --benches` each bench runs once on small fixtures.
@@ -23,7 +29,11 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use payauth_benches::{quick_mode, Stream, Workload, WorkloadOptions};
-use payauth_engine::{shard_of, Config, Currency, Dpan, Engine, Kind, Request};
+use payauth_engine::{
+    shard_of, Config, Currency, Dpan, Durability, Engine, JournalConfig, Kind, Request,
+};
+use payauth_harness::binfmt;
+use payauth_harness::convert::read_traffic_rows;
 use payauth_harness::dataset::Dataset;
 use payauth_harness::generate::{generate, GenOptions};
 use rust_decimal::Decimal;
@@ -151,6 +161,65 @@ fn csv(c: &mut Criterion) {
         b.iter(|| Dataset::load(black_box(dir.path())).expect("valid dataset"));
     });
     group.finish();
+
+    let (rows, meta, _) = read_traffic_rows(dir.path()).expect("traffic rows");
+    let bytes = binfmt::encode(&rows, &meta).expect("encodes");
+    let mut group = c.benchmark_group("binary");
+    group.throughput(Throughput::Elements(requests as u64));
+    group.bench_function("decode", |b| {
+        b.iter(|| binfmt::decode(black_box(&bytes)).expect("valid traffic"));
+    });
+    group.finish();
+}
+
+fn journal(c: &mut Criterion) {
+    let quick = quick_mode();
+    let workload = Workload::generate(&WorkloadOptions {
+        accounts: 10_000,
+        requests: if quick { STREAM_LEN_QUICK } else { STREAM_LEN },
+        zipf: 1.0,
+        seed: 1,
+    });
+    let mut group = c.benchmark_group("journal");
+    let batch = 4096;
+    group.throughput(Throughput::Elements(batch as u64));
+    for (name, durability) in [
+        ("sync", Durability::Sync),
+        (
+            "async",
+            Durability::Async {
+                interval: Duration::from_millis(10),
+            },
+        ),
+    ] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut journal = JournalConfig::new(dir.path().join("state"));
+        journal.durability = durability;
+        let config = Config {
+            journal: Some(journal),
+            snapshot_every_records: 0,
+            ..Config::default()
+        };
+        let engine = Engine::start(config, workload.accounts.clone(), workload.tokens.clone())
+            .expect("engine starts");
+        let mut stream = Stream::of(&workload);
+        let mut buf = Vec::with_capacity(batch);
+        group.bench_function(BenchmarkId::new(name, batch), |b| {
+            b.iter_custom(|iters| {
+                let mut timed = Duration::ZERO;
+                for _ in 0..iters {
+                    stream.fill(&mut buf, batch);
+                    let start = Instant::now();
+                    let decisions = engine.submit(&buf).expect("decided");
+                    timed += start.elapsed();
+                    black_box(decisions);
+                }
+                timed
+            });
+        });
+        drop(engine);
+    }
+    group.finish();
 }
 
 criterion_group! {
@@ -160,6 +229,6 @@ criterion_group! {
         .sample_size(10)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = decide, routing, csv
+    targets = decide, routing, csv, journal
 }
 criterion_main!(benches);

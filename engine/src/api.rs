@@ -767,6 +767,11 @@ impl AmountKey {
         AmountKey { mantissa: m, scale }
     }
 
+    /// The key of normalized `(mantissa, scale)` parts, as [`AmountKey::parts`] gives them.
+    pub(crate) fn from_normalized_parts(mantissa: i128, scale: u32) -> AmountKey {
+        AmountKey { mantissa, scale }
+    }
+
     /// The normalized `(mantissa, scale)`.
     pub fn parts(self) -> (i128, u32) {
         (self.mantissa, self.scale)
@@ -780,12 +785,11 @@ impl AmountKey {
         if self.mantissa <= 0 || self.scale > decimals {
             return None;
         }
-        let factor = 10i128.checked_pow(decimals - self.scale)?;
-        let minor = self.mantissa.checked_mul(factor)?;
-        if minor > i128::from(currency.amount_minor_max()) {
-            return None;
-        }
-        i64::try_from(minor).ok()
+        // A currency has at most 2 decimals, so the factor is 1, 10 or 100; a mantissa
+        // beyond i64, or a product that overflows, is far over the maximum anyway.
+        let factor = 10i64.pow(decimals - self.scale);
+        let minor = i64::try_from(self.mantissa).ok()?.checked_mul(factor)?;
+        (minor <= currency.amount_minor_max()).then_some(minor)
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::api::{AmountKey, Code, Request};
+use crate::api::{Code, Request};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind};
 use crate::journal::{
@@ -261,12 +261,7 @@ impl ShardSink for EngineSink<'_> {
                 ))
             }
         };
-        let op = Routed {
-            req: *request,
-            account,
-            token,
-            amount: request.amount.map(AmountKey::from_decimal),
-        };
+        let op = Routed::new(request, account, token);
         let again = decide(store, &self.times, &op);
         if again != code {
             return Err(format!(

@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender};
 use crossbeam_utils::Backoff;
 
-use crate::api::{AccountSpec, AmountKey, Code, Decision, Request, StateExport, TokenSpec};
+use crate::api::{AccountSpec, Code, Decision, Request, StateExport, TokenSpec};
 use crate::config::Config;
 use crate::durable::{self, ReplayedRecord, ShardJournal};
 use crate::error::{Error, ErrorKind, SubmitError};
@@ -21,6 +21,11 @@ use crate::store::Store;
 /// Extra queue room, beyond `queue_depth` batches, for state exports (a cold path).
 const EXPORT_ROOM: usize = 64;
 
+/// How many requests ahead `split` prefetches the directory.
+const RESOLVE_PREFETCH_DISTANCE: usize = 8;
+/// How many requests ahead `split` prefetches the request itself (both of its cache lines).
+const REQUEST_PREFETCH_DISTANCE: usize = 24;
+
 /// A running engine: shard threads, each the only owner of its partition of the accounts.
 ///
 /// `Engine` is `Send + Sync`: several host threads may submit at once. Requests of one
@@ -32,6 +37,8 @@ const EXPORT_ROOM: usize = 64;
 /// engine as of its last durable pass.
 pub struct Engine {
     directory: Directory,
+    /// The shards journal what they decide, so jobs carry the requests as they came.
+    journaled: bool,
     queues: Vec<Sender<Msg>>,
     free_slots: Vec<Arc<AtomicUsize>>,
     threads: Vec<JoinHandle<Result<(), Error>>>,
@@ -203,6 +210,7 @@ impl Engine {
         }
         Ok(Engine {
             directory,
+            journaled: config.journal.is_some(),
             queues,
             free_slots,
             threads,
@@ -315,6 +323,20 @@ impl Engine {
         // Room for an even share plus slack, so the common case never regrows.
         let share = batch.len() / self.queues.len() + batch.len() / 8 + 8;
         for (pos, req) in batch.iter().enumerate() {
+            // Start loading the directory slot of a request a few ahead, so its cache miss
+            // overlaps with resolving the ones in between.
+            if let Some(ahead) = batch.get(pos + RESOLVE_PREFETCH_DISTANCE) {
+                self.directory.prefetch(ahead);
+            }
+            if let Some(ahead) = batch.get(pos + REQUEST_PREFETCH_DISTANCE) {
+                crate::prefetch::prefetch_read(ahead);
+                crate::prefetch::prefetch_read(
+                    (ahead as *const Request)
+                        .wrapping_add(1)
+                        .cast::<u8>()
+                        .wrapping_sub(1),
+                );
+            }
             let code = match self.directory.resolve(req) {
                 Resolved::Answer(code) => code,
                 Resolved::Shard {
@@ -322,18 +344,18 @@ impl Engine {
                     account,
                     token,
                 } => {
+                    let journaled = self.journaled;
                     let job = per_shard[shard].get_or_insert_with(|| Job {
                         ops: Vec::with_capacity(share),
+                        requests: Vec::with_capacity(if journaled { share } else { 0 }),
                         positions: Vec::with_capacity(share),
                         decisions: Vec::with_capacity(share),
                         reply: reply_tx.clone(),
                     });
-                    job.ops.push(Routed {
-                        req: *req,
-                        account,
-                        token,
-                        amount: req.amount.map(AmountKey::from_decimal),
-                    });
+                    job.ops.push(Routed::new(req, account, token));
+                    if self.journaled {
+                        job.requests.push(*req);
+                    }
                     job.positions.push(pos as u32);
                     // Placeholder, overwritten by the shard's decision.
                     Code::Approved

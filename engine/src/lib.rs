@@ -141,6 +141,7 @@ mod durable;
 mod engine;
 mod error;
 mod journal;
+mod keytable;
 pub mod model;
 mod prefetch;
 mod router;

@@ -1,11 +1,9 @@
 //! Account -> shard partitioning and the read-only directory that resolves a request's token
 //! or account id to its shard without a lock; also builds each shard's tables at start.
 
-use rustc_hash::FxHashMap;
-
 use crate::api::{to_minor, AccountSpec, Code, Currency, Request, TokenField, TokenSpec};
 use crate::error::{Error, ErrorKind};
-use crate::store::{next_index, Account, Store, Token, NIL};
+use crate::store::{add_limits, Account, Limits, Store, Token, NIL};
 
 /// Largest magnitude of a loaded balance or limit, in minor units. Keeps every sum the
 /// engine forms far from `i64` overflow (2^62 minor units is 4.6e16 CNY).
@@ -35,38 +33,161 @@ pub(crate) enum Resolved {
     },
 }
 
+/// Bits of an account or token index in a directory location.
+const INDEX_BITS: u32 = 28;
+const INDEX_MASK: u64 = (1 << INDEX_BITS) - 1;
+
+/// The index the next account or token of a shard with `len` of them gets in the directory,
+/// unless there are too many. The largest index leaves the low bits of a location not all
+/// ones, so no location is [`DirMap`]'s empty marker.
+fn dir_index(len: usize) -> Option<u32> {
+    u32::try_from(len)
+        .ok()
+        .filter(|&i| u64::from(i) < INDEX_MASK)
+}
+
+/// Where a token or account lives, packed in 64 bits: shard (8 bits, shards are at most
+/// 256), account index, token index (28 bits each).
+fn location(shard: u32, account: u32, token: u32) -> u64 {
+    debug_assert!(shard < 256 && u64::from(account) < INDEX_MASK && u64::from(token) < INDEX_MASK);
+    u64::from(shard) << (2 * INDEX_BITS) | u64::from(account) << INDEX_BITS | u64::from(token)
+}
+
+fn unpack(location: u64) -> (usize, u32, u32) {
+    (
+        (location >> (2 * INDEX_BITS)) as usize,
+        ((location >> INDEX_BITS) & INDEX_MASK) as u32,
+        (location & INDEX_MASK) as u32,
+    )
+}
+
+/// An immutable open-addressing map from a token or account id to its location: keys and
+/// values inline in 16-byte slots, linear probing, at most 7/8 full, so a lookup is one
+/// cache miss, which the router starts ([`Directory::prefetch`]) a few requests ahead.
+struct DirMap {
+    slots: Vec<(u64, u64)>,
+    len: usize,
+}
+
+/// The value of an empty slot (no [`location`] has it).
+const EMPTY: u64 = u64::MAX;
+
+impl DirMap {
+    /// A map for at most `keys` keys.
+    fn with_capacity(keys: usize) -> DirMap {
+        DirMap {
+            slots: vec![(0, EMPTY); (keys.saturating_mul(8).div_ceil(7) + 1).max(16)],
+            len: 0,
+        }
+    }
+
+    #[inline]
+    fn home(&self, key: u64) -> usize {
+        // Fibonacci hashing, then multiply-shift onto the (not power-of-two) slot count.
+        let h = key.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        ((u128::from(h) * self.slots.len() as u128) >> 64) as usize
+    }
+
+    #[inline]
+    fn prefetch(&self, key: u64) {
+        crate::prefetch::prefetch_read(self.slots.as_ptr().wrapping_add(self.home(key)));
+    }
+
+    #[inline]
+    fn get(&self, key: u64) -> Option<u64> {
+        let mut i = self.home(key);
+        loop {
+            let (k, v) = self.slots[i];
+            if v == EMPTY {
+                return None;
+            }
+            if k == key {
+                return Some(v);
+            }
+            i += 1;
+            if i == self.slots.len() {
+                i = 0;
+            }
+        }
+    }
+
+    /// Insert `key`; false (and no change) when it is already there.
+    fn insert(&mut self, key: u64, value: u64) -> bool {
+        debug_assert_ne!(value, EMPTY);
+        assert!(
+            (self.len + 1) * 8 <= self.slots.len() * 7,
+            "a directory map sized for fewer keys"
+        );
+        let mut i = self.home(key);
+        loop {
+            let (k, v) = self.slots[i];
+            if v == EMPTY {
+                self.slots[i] = (key, value);
+                self.len += 1;
+                return true;
+            }
+            if k == key {
+                return false;
+            }
+            i += 1;
+            if i == self.slots.len() {
+                i = 0;
+            }
+        }
+    }
+}
+
 /// Immutable after start: shared by every submitting thread with no lock.
 pub(crate) struct Directory {
-    accounts: FxHashMap<u64, (u32, u32)>,
-    /// token -> (shard, token index, account index).
-    tokens: FxHashMap<u64, (u32, u32, u32)>,
+    /// account id -> location (token index 0).
+    accounts: DirMap,
+    /// token -> location.
+    tokens: DirMap,
 }
 
 impl Directory {
     /// Resolve a request (DOMAIN.md "Resolve first").
+    #[inline]
     pub fn resolve(&self, req: &Request) -> Resolved {
         if req.kind.addressed_by_token() {
             let TokenField::Dpan(d) = req.token else {
                 return Resolved::Answer(Code::InvalidCard);
             };
-            match self.tokens.get(&d.get()) {
-                Some(&(shard, token, account)) => Resolved::Shard {
-                    shard: shard as usize,
-                    account,
-                    token,
-                },
+            match self.tokens.get(d.get()) {
+                Some(at) => {
+                    let (shard, account, token) = unpack(at);
+                    Resolved::Shard {
+                        shard,
+                        account,
+                        token,
+                    }
+                }
                 None => Resolved::Answer(Code::InvalidCard),
             }
         } else {
-            let found = req.account_id.and_then(|id| self.accounts.get(&id));
-            match found {
-                Some(&(shard, account)) => Resolved::Shard {
-                    shard: shard as usize,
-                    account,
-                    token: NIL,
-                },
+            match req.account_id.and_then(|id| self.accounts.get(id)) {
+                Some(at) => {
+                    let (shard, account, _) = unpack(at);
+                    Resolved::Shard {
+                        shard,
+                        account,
+                        token: NIL,
+                    }
+                }
                 None => Resolved::Answer(Code::NoAccount),
             }
+        }
+    }
+
+    /// Hint that `req` will be resolved soon.
+    #[inline]
+    pub fn prefetch(&self, req: &Request) {
+        if req.kind.addressed_by_token() {
+            if let TokenField::Dpan(d) = req.token {
+                self.tokens.prefetch(d.get());
+            }
+        } else if let Some(id) = req.account_id {
+            self.accounts.prefetch(id);
         }
     }
 
@@ -76,14 +197,8 @@ impl Directory {
     /// in two shards.
     pub fn from_stores(stores: &[Store]) -> Result<Directory, Error> {
         let mut dir = Directory {
-            accounts: FxHashMap::with_capacity_and_hasher(
-                stores.iter().map(|s| s.accounts.len()).sum(),
-                Default::default(),
-            ),
-            tokens: FxHashMap::with_capacity_and_hasher(
-                stores.iter().map(|s| s.tokens.len()).sum(),
-                Default::default(),
-            ),
+            accounts: DirMap::with_capacity(stores.iter().map(|s| s.accounts.len()).sum()),
+            tokens: DirMap::with_capacity(stores.iter().map(|s| s.tokens.len()).sum()),
         };
         for (k, store) in stores.iter().enumerate() {
             dir.add_store(k, stores.len(), store)
@@ -96,8 +211,8 @@ impl Directory {
     /// as the whole directory does, and answers every other one at resolution.
     pub fn for_shard(shard: usize, store: &Store) -> Result<Directory, String> {
         let mut dir = Directory {
-            accounts: FxHashMap::with_capacity_and_hasher(store.accounts.len(), Default::default()),
-            tokens: FxHashMap::with_capacity_and_hasher(store.tokens.len(), Default::default()),
+            accounts: DirMap::with_capacity(store.accounts.len()),
+            tokens: DirMap::with_capacity(store.tokens.len()),
         };
         // The shard count is not checked here (recovery has checked it against state.meta).
         dir.add_store(shard, 0, store)?;
@@ -106,7 +221,10 @@ impl Directory {
 
     /// Add `store` as shard `shard` of `shards` (0: do not check placement).
     fn add_store(&mut self, shard: usize, shards: usize, store: &Store) -> Result<(), String> {
-        let shard_u32 = u32::try_from(shard).map_err(|_| "shard index over u32".to_string())?;
+        let shard_u32 = u32::try_from(shard)
+            .ok()
+            .filter(|&s| s < 256)
+            .ok_or_else(|| "shard index over 255".to_string())?;
         for (i, a) in store.accounts.iter().enumerate() {
             if shards != 0 && shard_of(a.id, shards) != shard {
                 return Err(format!(
@@ -115,15 +233,22 @@ impl Directory {
                     shard_of(a.id, shards)
                 ));
             }
-            if self.accounts.insert(a.id, (shard_u32, i as u32)).is_some() {
+            let index = dir_index(i).ok_or("more accounts in a shard than the directory takes")?;
+            if !self.accounts.insert(a.id, location(shard_u32, index, 0)) {
                 return Err(format!("account {} is in two shards", a.id));
             }
         }
         for (i, t) in store.tokens.iter().enumerate() {
-            if self
+            let index = dir_index(i).ok_or("more tokens in a shard than the directory takes")?;
+            if u64::from(t.account) >= INDEX_MASK {
+                return Err(format!(
+                    "token {} names account index {}",
+                    t.dpan, t.account
+                ));
+            }
+            if !self
                 .tokens
-                .insert(t.dpan.get(), (shard_u32, i as u32, t.account))
-                .is_some()
+                .insert(t.dpan.get(), location(shard_u32, t.account, index))
             {
                 return Err(format!("token {} is in two shards", t.dpan));
             }
@@ -146,7 +271,15 @@ impl Directory {
         tokens: &[TokenSpec],
         holds_hint: usize,
     ) -> Result<(Directory, Vec<Store>), Error> {
-        let mut shard_accounts: Vec<Vec<Account>> = (0..shards).map(|_| Vec::new()).collect();
+        // Exact capacities, so the tables are never copied while they grow, and take no
+        // more memory than they need.
+        let mut per_shard = vec![0usize; shards];
+        for spec in accounts {
+            per_shard[shard_of(spec.account_id, shards)] += 1;
+        }
+        let mut shard_accounts: Vec<Vec<Account>> =
+            per_shard.iter().map(|&n| Vec::with_capacity(n)).collect();
+        let mut shard_limits: Vec<Vec<Limits>> = (0..shards).map(|_| Vec::new()).collect();
         let mut sorted: Vec<&AccountSpec> = accounts.iter().collect();
         sorted.sort_unstable_by_key(|a| a.account_id);
         for w in sorted.windows(2) {
@@ -155,52 +288,56 @@ impl Directory {
             }
         }
         let mut dir = Directory {
-            accounts: FxHashMap::with_capacity_and_hasher(accounts.len(), Default::default()),
-            tokens: FxHashMap::with_capacity_and_hasher(tokens.len(), Default::default()),
+            accounts: DirMap::with_capacity(accounts.len()),
+            tokens: DirMap::with_capacity(tokens.len()),
         };
         for spec in sorted {
             let shard = shard_of(spec.account_id, shards);
             let list = &mut shard_accounts[shard];
-            let idx = next_index(list.len())
-                .ok_or_else(|| load("more than 2^32-1 accounts in one shard".to_string()))?;
-            list.push(account_from_spec(spec)?);
-            dir.accounts.insert(spec.account_id, (shard as u32, idx));
+            let idx = dir_index(list.len())
+                .ok_or_else(|| load("more than 2^28-2 accounts in one shard".to_string()))?;
+            list.push(account_from_spec(spec, &mut shard_limits[shard])?);
+            dir.accounts
+                .insert(spec.account_id, location(shard as u32, idx, 0));
         }
-        let mut shard_tokens: Vec<Vec<Token>> = (0..shards).map(|_| Vec::new()).collect();
+        let mut per_shard = vec![0usize; shards];
+        for t in tokens {
+            if let Some((shard, _, _)) = dir.accounts.get(t.account_id).map(unpack) {
+                per_shard[shard] += 1;
+            }
+        }
+        let mut shard_tokens: Vec<Vec<Token>> =
+            per_shard.iter().map(|&n| Vec::with_capacity(n)).collect();
         let mut sorted: Vec<&TokenSpec> = tokens.iter().collect();
         sorted.sort_unstable_by_key(|t| t.token);
         for t in sorted {
-            let Some(&(shard, account)) = dir.accounts.get(&t.account_id) else {
+            let Some((shard, account, _)) = dir.accounts.get(t.account_id).map(unpack) else {
                 return Err(load(format!(
                     "token {} names account {}, which is not loaded",
                     t.token, t.account_id
                 )));
             };
-            let list = &mut shard_tokens[shard as usize];
-            let idx = next_index(list.len())
-                .ok_or_else(|| load("more than 2^32-1 tokens in one shard".to_string()))?;
-            if dir
+            let list = &mut shard_tokens[shard];
+            let idx = dir_index(list.len())
+                .ok_or_else(|| load("more than 2^28-2 tokens in one shard".to_string()))?;
+            if !dir
                 .tokens
-                .insert(t.token.get(), (shard, idx, account))
-                .is_some()
+                .insert(t.token.get(), location(shard as u32, account, idx))
             {
                 return Err(load(format!("token {} appears twice", t.token)));
             }
-            let acct = &mut shard_accounts[shard as usize][account as usize];
-            list.push(Token {
-                dpan: t.token,
-                account,
-                status: t.status,
-                expired_from_ns: t.expiry.expired_from_ns(),
-                next_in_account: acct.token_head,
-            });
+            let acct = &mut shard_accounts[shard][account as usize];
+            let mut token = Token::new(t.token, account, t.status, t.expiry);
+            token.next_in_account = acct.token_head;
+            list.push(token);
             acct.token_head = idx;
         }
         let per_shard_hint = holds_hint;
         let stores = shard_accounts
             .into_iter()
+            .zip(shard_limits)
             .zip(shard_tokens)
-            .map(|(a, t)| Store::new(a, t, per_shard_hint))
+            .map(|((a, l), t)| Store::new(a, l, t, per_shard_hint))
             .collect();
         Ok((dir, stores))
     }
@@ -248,24 +385,24 @@ fn limit_field(
     }
 }
 
-fn account_from_spec(spec: &AccountSpec) -> Result<Account, Error> {
+/// The account of `spec`, its limits (if any) added to its shard's side table `limits`.
+fn account_from_spec(spec: &AccountSpec, limits: &mut Vec<Limits>) -> Result<Account, Error> {
     let c = spec.currency;
-    Ok(Account {
-        id: spec.account_id,
-        currency: c,
-        balance_minor: minor_field(spec.account_id, "balance", spec.balance, c)?,
-        held_minor: 0,
-        status: spec.status,
-        per_txn_limit_minor: limit_field(spec.account_id, "per_txn_limit", spec.per_txn_limit, c)?,
-        daily_limit_minor: limit_field(spec.account_id, "daily_limit", spec.daily_limit, c)?,
-        daily_count_limit: spec.daily_count_limit.unwrap_or(u64::MAX),
-        day: i64::MIN,
-        day_amount_minor: 0,
-        day_count: 0,
-        next_expiry_ns: i64::MAX,
-        open_head: NIL,
-        token_head: NIL,
-    })
+    let id = spec.account_id;
+    let these = Limits {
+        per_txn_minor: limit_field(id, "per_txn_limit", spec.per_txn_limit, c)?,
+        daily_minor: limit_field(id, "daily_limit", spec.daily_limit, c)?,
+        daily_count: spec.daily_count_limit.unwrap_or(u64::MAX),
+    };
+    let limits_index = add_limits(limits, these)
+        .ok_or_else(|| load("more than 2^28-2 accounts with limits in one shard".to_string()))?;
+    Ok(Account::new(
+        id,
+        c,
+        minor_field(id, "balance", spec.balance, c)?,
+        spec.status,
+        limits_index,
+    ))
 }
 
 #[cfg(test)]

@@ -8,20 +8,28 @@ use std::sync::Arc;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::api::{
-    from_minor, AccountState, Decision, HoldState, HoldStatus, StateExport, TokenState,
+    from_minor, AccountState, Decision, HoldState, HoldStatus, Request, StateExport, TokenState,
 };
 use crate::durable::ShardJournal;
 use crate::error::Error;
 use crate::rules::{decide, Routed, Times};
 use crate::store::Store;
 
-/// How many requests ahead the decide loop prefetches.
+/// How many requests ahead the decide loop prefetches the op itself: it was written by the
+/// submitting thread, so its lines come from another core's cache or from memory.
+const OP_PREFETCH_DISTANCE: usize = 24;
+/// How many requests ahead the decide loop prefetches an op's account, token and keys.
 const PREFETCH_DISTANCE: usize = 8;
+/// How many requests ahead the decide loop looks up a completion's `ref` (its key's entry is
+/// in cache by then) and prefetches the hold it names.
+const HOLD_PREFETCH_DISTANCE: usize = 4;
 
 /// A slice of a submitted batch bound for one shard, and the place its decisions go.
 pub(crate) struct Job {
     /// The requests, in submission order.
     pub ops: Vec<Routed>,
+    /// The same requests as they came, for the journal (empty when there is none).
+    pub requests: Vec<Request>,
     /// Positions of `ops` in the submitted batch.
     pub positions: Vec<u32>,
     /// Filled by the shard, one per op.
@@ -184,7 +192,7 @@ impl Shard {
                 continue;
             }
             let status = view.status;
-            let c = acct.currency;
+            let c = acct.currency();
             holds.push(HoldState {
                 account_id: acct.id,
                 request_id: h.request_id,
@@ -202,13 +210,14 @@ impl Shard {
             .zip(&expired_minor)
             .map(|(a, &gone)| {
                 let held = a.held_minor - gone;
+                let c = a.currency();
                 AccountState {
                     account_id: a.id,
-                    currency: a.currency,
-                    balance: from_minor(a.balance_minor, a.currency),
-                    held: from_minor(held, a.currency),
-                    available: from_minor(a.balance_minor.saturating_sub(held), a.currency),
-                    status: a.status,
+                    currency: c,
+                    balance: from_minor(a.balance_minor, c),
+                    held: from_minor(held, c),
+                    available: from_minor(a.balance_minor.saturating_sub(held), c),
+                    status: a.status(),
                 }
             })
             .collect();
@@ -239,17 +248,36 @@ fn decide_job(
     job.decisions.clear();
     job.decisions.reserve(job.ops.len());
     for (i, op) in job.ops.iter().enumerate() {
-        // Start loading the account and token a few requests ahead, so their cache misses
-        // overlap with deciding the requests in between.
+        // A software pipeline of prefetches, so the cache misses of a request overlap with
+        // deciding the requests before it: the op, then what it names, then its hold.
+        if let Some(ahead) = job.ops.get(i + OP_PREFETCH_DISTANCE) {
+            crate::prefetch::prefetch_read(ahead);
+            crate::prefetch::prefetch_read(
+                (ahead as *const Routed)
+                    .wrapping_add(1)
+                    .cast::<u8>()
+                    .wrapping_sub(1),
+            );
+        }
+        if let Some(ahead) = job.ops.get(i + HOLD_PREFETCH_DISTANCE) {
+            if let Some(r) = ahead.reference().filter(|_| ahead.kind().uses_ref()) {
+                store.prefetch_hold((ahead.account, r));
+            }
+        }
         if let Some(ahead) = job.ops.get(i + PREFETCH_DISTANCE) {
             store.prefetch(ahead.account, ahead.token);
+            // The request's own key (its duplicate check) and, for a completion, its ref.
+            store.prefetch_key((ahead.account, ahead.request_id));
+            if let Some(r) = ahead.reference().filter(|_| ahead.kind().uses_ref()) {
+                store.prefetch_key((ahead.account, r));
+            }
         }
         let code = decide(store, times, op);
         if let Some(journal) = journal.as_deref_mut() {
-            journal.push(&op.req, code);
+            journal.push(&job.requests[i], code);
         }
         job.decisions.push(Decision {
-            request_id: op.req.request_id,
+            request_id: op.request_id,
             code,
         });
     }

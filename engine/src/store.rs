@@ -7,8 +7,10 @@ use std::collections::VecDeque;
 
 use rustc_hash::FxHashMap;
 
+use crate::keytable::{Entry, KeyTable, Probe};
+
 use crate::api::{
-    AccountStatus, AmountKey, Code, Currency, Dpan, HoldStatus, Kind, Request, TokenField,
+    AccountStatus, AmountKey, Code, Currency, Dpan, Expiry, HoldStatus, Kind, Request, TokenField,
     TokenStatus,
 };
 use crate::snapshot::{
@@ -24,33 +26,124 @@ pub(crate) fn next_index(len: usize) -> Option<u32> {
     u32::try_from(len).ok().filter(|&i| i != NIL)
 }
 
-/// An account and its day counters. Money in minor units of `currency`.
+/// An account and its day counters, in one cache line. Money in minor units of its
+/// currency. Limits, which most accounts do not have, live in the store's side table.
 #[derive(Clone, Copy, Debug)]
+#[repr(align(64))]
 pub(crate) struct Account {
     pub id: u64,
-    pub currency: Currency,
     pub balance_minor: i64,
     pub held_minor: i64,
-    pub status: AccountStatus,
-    /// `i64::MAX` when there is no limit.
-    pub per_txn_limit_minor: i64,
-    /// `i64::MAX` when there is no limit.
-    pub daily_limit_minor: i64,
-    /// `u64::MAX` when there is no limit.
-    pub daily_count_limit: u64,
-    /// China day the counters below belong to.
-    pub day: i64,
     pub day_amount_minor: i64,
     pub day_count: u64,
     /// A lower bound of the earliest `expires_at_ns` among open holds (`i64::MAX`: none).
     pub next_expiry_ns: i64,
+    /// China day the counters above belong to (`i32::MIN`: none yet; the day of any `i64`
+    /// instant is within about ±107,000).
+    day: i32,
     /// Head of the doubly linked list of this account's open holds (slab indices).
     pub open_head: u32,
     /// Head of the singly linked list of this account's tokens (token indices).
     pub token_head: u32,
+    /// Status (bits 0-1), currency (bits 2-3, its index in `Currency::ALL`), and the index
+    /// of its limits in the store's side table (bits 4-31; [`NO_LIMITS`]: none).
+    meta: u32,
+}
+
+/// The limits index of an account without limits.
+pub(crate) const NO_LIMITS: u32 = (1 << 28) - 1;
+
+const STATUSES: [AccountStatus; 3] = [
+    AccountStatus::Active,
+    AccountStatus::Frozen,
+    AccountStatus::Closed,
+];
+
+/// An account's limits (DOMAIN.md), where it has any.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Limits {
+    /// `i64::MAX` when there is no limit.
+    pub per_txn_minor: i64,
+    /// `i64::MAX` when there is no limit.
+    pub daily_minor: i64,
+    /// `u64::MAX` when there is no limit.
+    pub daily_count: u64,
+}
+
+impl Limits {
+    /// No limit at all.
+    pub const NONE: Limits = Limits {
+        per_txn_minor: i64::MAX,
+        daily_minor: i64::MAX,
+        daily_count: u64::MAX,
+    };
 }
 
 impl Account {
+    /// A fresh account (no holds, no tokens, no day yet) whose limits are at `limits` in
+    /// its store's side table ([`NO_LIMITS`]: none).
+    pub fn new(
+        id: u64,
+        currency: Currency,
+        balance_minor: i64,
+        status: AccountStatus,
+        limits: u32,
+    ) -> Account {
+        debug_assert!(limits <= NO_LIMITS);
+        Account {
+            id,
+            balance_minor,
+            held_minor: 0,
+            day_amount_minor: 0,
+            day_count: 0,
+            next_expiry_ns: i64::MAX,
+            day: i32::MIN,
+            open_head: NIL,
+            token_head: NIL,
+            meta: status_code(status) | (currency as u32) << 2 | limits << 4,
+        }
+    }
+
+    pub fn currency(&self) -> Currency {
+        // `Currency as u32` is its index in `Currency::ALL`.
+        Currency::ALL[((self.meta >> 2) & 3) as usize]
+    }
+
+    pub fn status(&self) -> AccountStatus {
+        STATUSES[(self.meta & 3) as usize]
+    }
+
+    pub fn set_status(&mut self, status: AccountStatus) {
+        self.meta = (self.meta & !3) | status_code(status);
+    }
+
+    /// Index of the limits in the store's side table, or [`NO_LIMITS`].
+    pub fn limits_index(&self) -> u32 {
+        self.meta >> 4
+    }
+
+    /// The day of the counters, as a snapshot image has it (`i64::MIN`: none yet).
+    pub fn day_image(&self) -> i64 {
+        if self.day == i32::MIN {
+            i64::MIN
+        } else {
+            i64::from(self.day)
+        }
+    }
+
+    /// Restore the day of the counters from a snapshot image.
+    pub fn set_day_image(&mut self, day: i64) -> Result<(), String> {
+        self.day = if day == i64::MIN {
+            i32::MIN
+        } else {
+            i32::try_from(day)
+                .ok()
+                .filter(|&d| d != i32::MIN)
+                .ok_or_else(|| format!("account {}: day {day} is out of range", self.id))?
+        };
+        Ok(())
+    }
+
     /// `balance - held`; may be negative after a late capture.
     pub fn available_minor(&self) -> i64 {
         self.balance_minor.saturating_sub(self.held_minor)
@@ -58,6 +151,8 @@ impl Account {
 
     /// Move the day counters to `day` (counters of a new day start at zero).
     pub fn roll_day(&mut self, day: i64) {
+        // The China day of any i64 instant fits i32 (and is never i32::MIN).
+        let day = day as i32;
         if self.day != day {
             self.day = day;
             self.day_amount_minor = 0;
@@ -66,16 +161,49 @@ impl Account {
     }
 }
 
+fn status_code(status: AccountStatus) -> u32 {
+    match status {
+        AccountStatus::Active => 0,
+        AccountStatus::Frozen => 1,
+        AccountStatus::Closed => 2,
+    }
+}
+
+/// Nanoseconds in an hour: token expiries are whole hours (midnight China time).
+const NS_PER_HOUR: i64 = 3_600_000_000_000;
+
 /// A token owned by this shard (its account is in this shard).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Token {
     pub dpan: Dpan,
     pub account: u32,
-    pub status: TokenStatus,
-    /// First instant at which the token is expired.
-    pub expired_from_ns: i64,
     /// Next token of the same account.
     pub next_in_account: u32,
+    /// First instant at which the token is expired, in hours since the epoch (an expiry is
+    /// the start of a month, China time: a whole hour; years 2000-2099 fit easily).
+    expired_from_h: i32,
+    pub status: TokenStatus,
+}
+
+impl Token {
+    pub fn new(dpan: Dpan, account: u32, status: TokenStatus, expiry: Expiry) -> Token {
+        let ns = expiry.expired_from_ns();
+        debug_assert_eq!(ns % NS_PER_HOUR, 0);
+        Token {
+            dpan,
+            account,
+            next_in_account: NIL,
+            expired_from_h: i32::try_from(ns / NS_PER_HOUR)
+                .expect("an expiry in 2000-2099 is within i32 hours"),
+            status,
+        }
+    }
+
+    /// First instant at which the token is expired.
+    #[inline]
+    pub fn expired_from_ns(&self) -> i64 {
+        i64::from(self.expired_from_h) * NS_PER_HOUR
+    }
 }
 
 /// A hold: created by an approved authorize.
@@ -100,6 +228,23 @@ pub(crate) struct Hold {
 }
 
 impl Hold {
+    /// A placeholder (free slab space).
+    const VACANT: Hold = Hold {
+        account: NIL,
+        request_id: 0,
+        authorized_minor: 0,
+        captured_minor: 0,
+        voided_minor: 0,
+        refunded_minor: 0,
+        expires_at_ns: 0,
+        ended_ns: 0,
+        day: 0,
+        status: HoldStatus::Closed,
+        prev_open: NIL,
+        next_open: NIL,
+        generation: 0,
+    };
+
     /// `authorized - captured - voided`.
     pub fn remaining_minor(&self) -> i64 {
         self.authorized_minor - self.captured_minor - self.voided_minor
@@ -147,6 +292,20 @@ const F_FINAL: u8 = 1 << 6;
 const F_AMOUNT_NEGATIVE: u8 = 1 << 7;
 
 impl Fingerprint {
+    /// A placeholder (free slab space).
+    const EMPTY: Fingerprint = Fingerprint {
+        token: 0,
+        account_id: 0,
+        mcc: 0,
+        reference: 0,
+        amount_lo: 0,
+        amount_hi: 0,
+        amount_scale: 0,
+        kind: 0,
+        currency: 0,
+        flags: 0,
+    };
+
     /// The fingerprint of `req`, whose amount the router normalized into `amount`.
     #[inline]
     pub fn of(req: &Request, amount: Option<AmountKey>) -> Fingerprint {
@@ -176,30 +335,21 @@ impl Fingerprint {
         reference: Option<u64>,
         is_final: bool,
     ) -> Fingerprint {
-        let mut flags = 0;
-        let mut bit = |present: bool, f: u8| {
-            if present {
-                flags |= f;
-            }
+        // Branch-free: the router builds one of these per request.
+        let bit = |present: bool, f: u8| u8::from(present) * f;
+        let (token, token_flag) = match token {
+            TokenField::Empty => (0, 0),
+            TokenField::Dpan(d) => (d.get(), F_TOKEN_DPAN),
+            TokenField::Other(h) => (h, F_TOKEN_OTHER),
         };
-        let token = match token {
-            TokenField::Empty => 0,
-            TokenField::Dpan(d) => {
-                bit(true, F_TOKEN_DPAN);
-                d.get()
-            }
-            TokenField::Other(h) => {
-                bit(true, F_TOKEN_OTHER);
-                h
-            }
-        };
-        bit(account_id.is_some(), F_ACCOUNT);
-        bit(amount.is_some(), F_AMOUNT);
-        bit(mcc.is_some(), F_MCC);
-        bit(reference.is_some(), F_REF);
-        bit(is_final, F_FINAL);
         let (mantissa, scale) = amount.unwrap_or((0, 0));
-        bit(mantissa < 0, F_AMOUNT_NEGATIVE);
+        let flags = token_flag
+            | bit(account_id.is_some(), F_ACCOUNT)
+            | bit(amount.is_some(), F_AMOUNT)
+            | bit(mcc.is_some(), F_MCC)
+            | bit(reference.is_some(), F_REF)
+            | bit(is_final, F_FINAL)
+            | bit(mantissa < 0, F_AMOUNT_NEGATIVE);
         let magnitude = mantissa.unsigned_abs();
         Fingerprint {
             token,
@@ -211,9 +361,8 @@ impl Fingerprint {
             amount_hi: (magnitude >> 64) as u32,
             amount_scale: scale as u8,
             kind: kind as u8,
-            currency: currency.map_or(0, |c| {
-                1 + Currency::ALL.iter().position(|&x| x == c).unwrap_or(0) as u8
-            }),
+            // `Currency as u8` is the currency's index in `Currency::ALL`.
+            currency: currency.map_or(0, |c| 1 + c as u8),
             flags,
         }
     }
@@ -221,6 +370,53 @@ impl Fingerprint {
     /// True when the request that left this was an `authorize`.
     pub fn is_authorize(&self) -> bool {
         self.kind == Kind::Authorize as u8
+    }
+
+    /// The request's kind.
+    #[inline]
+    pub fn kind(&self) -> Kind {
+        // `kind` was stored as `Kind as u8`, which is the kind's index in `Kind::ALL`.
+        Kind::ALL[usize::from(self.kind)]
+    }
+
+    /// The request's amount, normalized.
+    #[inline]
+    pub fn amount(&self) -> Option<AmountKey> {
+        if self.flags & F_AMOUNT == 0 {
+            return None;
+        }
+        // Below 2^96, so the cast to i128 is exact.
+        let magnitude = (u128::from(self.amount_hi) << 64 | u128::from(self.amount_lo)) as i128;
+        let mantissa = if self.flags & F_AMOUNT_NEGATIVE != 0 {
+            -magnitude
+        } else {
+            magnitude
+        };
+        Some(AmountKey::from_normalized_parts(
+            mantissa,
+            u32::from(self.amount_scale),
+        ))
+    }
+
+    /// The request's currency.
+    #[inline]
+    pub fn currency(&self) -> Option<Currency> {
+        match self.currency {
+            0 => None,
+            n => Some(Currency::ALL[usize::from(n - 1)]),
+        }
+    }
+
+    /// The request's `ref`.
+    #[inline]
+    pub fn reference(&self) -> Option<u64> {
+        (self.flags & F_REF != 0).then_some(self.reference)
+    }
+
+    /// The request's `final`.
+    #[inline]
+    pub fn is_final(&self) -> bool {
+        self.flags & F_FINAL != 0
     }
 
     /// The fields unpacked, for a snapshot.
@@ -285,7 +481,17 @@ pub(crate) struct DupRecord {
     pub fingerprint: Fingerprint,
 }
 
-impl DupRecord {
+/// A duplicate record as the key table holds it: the fingerprint stays in its slab until an
+/// exact-repeat check needs it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct DupRef {
+    pub ts_ns: i64,
+    pub code: Code,
+    pub is_authorize: bool,
+    fingerprint: u32,
+}
+
+impl DupRef {
     /// DOMAIN.md: a record answers repeats while `ts < record + window`.
     pub fn in_window_at(&self, ts_ns: i64, window_ns: i64) -> bool {
         ts_ns < self.ts_ns.saturating_add(window_ns)
@@ -295,6 +501,34 @@ impl DupRecord {
 /// Key of holds and duplicate records: (account index, request id).
 pub(crate) type Key = (u32, u64);
 
+fn dup_ref(e: &Entry) -> Option<DupRef> {
+    e.has_dup().then_some(DupRef {
+        ts_ns: e.dup_ts_ns,
+        code: e.dup_code,
+        is_authorize: e.flags & Entry::DUP_AUTHORIZE != 0,
+        fingerprint: e.dup_fingerprint,
+    })
+}
+
+/// The limits index of an account with `limits`: [`NO_LIMITS`], or a new entry of the side
+/// table; `None` when the table is full.
+pub(crate) fn add_limits(table: &mut Vec<Limits>, limits: Limits) -> Option<u32> {
+    if limits == Limits::NONE {
+        return Some(NO_LIMITS);
+    }
+    let index = u32::try_from(table.len()).ok().filter(|&i| i < NO_LIMITS)?;
+    table.push(limits);
+    Some(index)
+}
+
+/// Write every element of `v`'s spare capacity once and leave it empty: the pages are then
+/// resident, and pushes up to the capacity never fault.
+fn prefault<T: Copy>(v: &mut Vec<T>, fill: T) {
+    debug_assert!(v.is_empty());
+    v.resize(v.capacity(), fill);
+    v.clear();
+}
+
 /// One shard's whole state.
 ///
 /// `Clone` copies every table (all plain data, so it is close to a memcpy): that is how a
@@ -302,31 +536,85 @@ pub(crate) type Key = (u32, u64);
 #[derive(Clone)]
 pub(crate) struct Store {
     pub accounts: Vec<Account>,
+    /// Limits of the accounts that have any, at their `limits_index`.
+    limits: Vec<Limits>,
     pub tokens: Vec<Token>,
     holds: Vec<Hold>,
     free_holds: Vec<u32>,
-    hold_index: FxHashMap<Key, u32>,
-    pub dups: FxHashMap<Key, DupRecord>,
+    /// Holds in the table (referable or not yet reclaimed).
+    hold_count: usize,
+    /// (account, request id) -> hold slot and duplicate record.
+    keys: KeyTable,
+    /// Fingerprints of the duplicate records, by the slot their entry names.
+    fingerprints: Vec<Fingerprint>,
+    free_fingerprints: Vec<u32>,
     /// (referable-until, slot, generation) of holds that ended, in the order they ended.
     hold_reclaim: VecDeque<(i64, u32, u32)>,
     /// (window-end, account, request id) of duplicate records, in the order they were made.
     dup_reclaim: VecDeque<(i64, u32, u64)>,
     /// The latest `ts_ns` this shard has seen.
     pub watermark_ns: i64,
+    /// No front of the two queues above is due before this instant (a lower bound, so
+    /// `advance` looks at the queues only when one may be): the earliest front at the last
+    /// look, lowered by every push since. Derived state, not part of a snapshot.
+    reclaim_from_ns: i64,
 }
 
 impl Store {
-    pub fn new(accounts: Vec<Account>, tokens: Vec<Token>, holds_hint: usize) -> Store {
+    /// A store of these accounts and tokens with its tables sized for `holds_hint` holds
+    /// (and twice as many duplicate records) before any must grow. The memory is touched
+    /// here, at start, so the first requests do not pay for the kernel zeroing its pages.
+    pub fn new(
+        accounts: Vec<Account>,
+        limits: Vec<Limits>,
+        tokens: Vec<Token>,
+        holds_hint: usize,
+    ) -> Store {
+        let mut store = Store::unfaulted(accounts, limits, tokens, holds_hint);
+        prefault(&mut store.holds, Hold::VACANT);
+        prefault(&mut store.fingerprints, Fingerprint::EMPTY);
+        store
+            .hold_reclaim
+            .resize(store.hold_reclaim.capacity(), (0, 0, 0));
+        store.hold_reclaim.clear();
+        store
+            .dup_reclaim
+            .resize(store.dup_reclaim.capacity(), (0, 0, 0));
+        store.dup_reclaim.clear();
+        store
+    }
+
+    fn unfaulted(
+        accounts: Vec<Account>,
+        limits: Vec<Limits>,
+        tokens: Vec<Token>,
+        holds_hint: usize,
+    ) -> Store {
         Store {
             accounts,
+            limits,
             tokens,
             holds: Vec::with_capacity(holds_hint),
             free_holds: Vec::with_capacity(holds_hint / 4),
-            hold_index: FxHashMap::with_capacity_and_hasher(holds_hint, Default::default()),
-            dups: FxHashMap::with_capacity_and_hasher(holds_hint * 2, Default::default()),
+            hold_count: 0,
+            // Every hold has a record under its key, and about as many completions leave
+            // records of their own.
+            keys: KeyTable::with_capacity(holds_hint.saturating_mul(2)),
+            fingerprints: Vec::with_capacity(holds_hint.saturating_mul(2)),
+            free_fingerprints: Vec::new(),
             hold_reclaim: VecDeque::with_capacity(holds_hint),
-            dup_reclaim: VecDeque::with_capacity(holds_hint * 2),
+            dup_reclaim: VecDeque::with_capacity(holds_hint.saturating_mul(2)),
             watermark_ns: i64::MIN,
+            reclaim_from_ns: i64::MIN,
+        }
+    }
+
+    /// The limits of account `account` ([`Limits::NONE`] for most).
+    #[inline]
+    pub fn limits(&self, account: u32) -> Limits {
+        match self.accounts[account as usize].limits_index() {
+            NO_LIMITS => Limits::NONE,
+            i => self.limits[i as usize],
         }
     }
 
@@ -349,19 +637,67 @@ impl Store {
         &mut self.holds[slot as usize]
     }
 
+    /// Hint that the entry of `key` will be looked up soon.
+    #[inline]
+    pub fn prefetch_key(&self, key: Key) {
+        self.keys.prefetch(key);
+    }
+
+    /// Hint that the hold under `key`, if any, will be needed soon. Looks the key up: call
+    /// it once the key's entry has been prefetched.
+    #[inline]
+    pub fn prefetch_hold(&self, key: Key) {
+        if let Some(slot) = self.find_hold(key) {
+            crate::prefetch::prefetch_read(self.holds.as_ptr().wrapping_add(slot as usize));
+        }
+    }
+
+    /// Where the entry of `key` is, or would go: a handle for the `_at` methods, valid
+    /// until the key table changes other than through them.
+    #[inline]
+    pub fn locate(&self, key: Key) -> Probe {
+        self.keys.probe(key)
+    }
+
+    /// The slot of the hold at `at`, whether or not it is still referable.
+    #[inline]
+    pub fn hold_at(&self, at: Probe) -> Option<u32> {
+        match at {
+            Probe::Found(i) => Some(self.keys.at(i).hold).filter(|&h| h != NIL),
+            Probe::Vacant(_) => None,
+        }
+    }
+
+    /// The duplicate record at `at`, whether or not it is still in its window.
+    #[inline]
+    pub fn dup_at(&self, at: Probe) -> Option<DupRef> {
+        match at {
+            Probe::Found(i) => dup_ref(self.keys.at(i)),
+            Probe::Vacant(_) => None,
+        }
+    }
+
     /// The slot of the hold under `key`, whether or not it is still referable.
+    #[inline]
     pub fn find_hold(&self, key: Key) -> Option<u32> {
-        self.hold_index.get(&key).copied()
+        self.keys.get(key).map(|e| e.hold).filter(|&h| h != NIL)
+    }
+
+    /// The duplicate record under `key`, whether or not it is still in its window.
+    #[inline]
+    pub fn dup(&self, key: Key) -> Option<DupRef> {
+        self.keys.get(key).and_then(dup_ref)
+    }
+
+    /// The fingerprint of a record.
+    pub fn fingerprint(&self, dup: &DupRef) -> &Fingerprint {
+        &self.fingerprints[dup.fingerprint as usize]
     }
 
     /// Insert a new open hold (replacing a dead one under the same key) and link it into its
-    /// account's open list.
-    pub fn insert_open_hold(&mut self, hold: Hold) -> u32 {
+    /// account's open list. `at` locates its key, and locates it still afterwards.
+    pub fn insert_open_hold_at(&mut self, at: &mut Probe, hold: Hold) -> u32 {
         let key = (hold.account, hold.request_id);
-        if let Some(old) = self.hold_index.remove(&key) {
-            debug_assert_ne!(self.holds[old as usize].status, HoldStatus::Open);
-            self.free_slot(old);
-        }
         let account = hold.account;
         let expires_at_ns = hold.expires_at_ns;
         let slot = match self.free_holds.pop() {
@@ -371,12 +707,20 @@ impl Store {
                 s
             }
             None => {
-                let s = u32::try_from(self.holds.len()).expect("more than 2^32 holds in a shard");
+                let s = next_index(self.holds.len()).expect("more than 2^32-1 holds in a shard");
                 self.holds.push(hold);
                 s
             }
         };
-        self.hold_index.insert(key, slot);
+        let index = self.keys.claim(*at, key);
+        *at = Probe::Found(index);
+        let old = std::mem::replace(&mut self.keys.at_mut(index).hold, slot);
+        if old != NIL {
+            debug_assert_ne!(self.holds[old as usize].status, HoldStatus::Open);
+            self.free_slot(old);
+        } else {
+            self.hold_count += 1;
+        }
         // Link at the head of the account's open list.
         let acct = &mut self.accounts[account as usize];
         let head = acct.open_head;
@@ -423,13 +767,21 @@ impl Store {
         h.next_open = NIL;
         self.hold_reclaim
             .push_back((ended_ns.saturating_add(retention_ns), slot, generation));
+        self.reclaim_from_ns = self
+            .reclaim_from_ns
+            .min(ended_ns.saturating_add(retention_ns));
     }
 
     /// Expire every open hold of `account` with `expires_at_ns <= ts_ns` (DOMAIN.md Time).
+    #[inline]
     pub fn expire_account(&mut self, account: u32, ts_ns: i64, retention_ns: i64) {
-        if ts_ns < self.accounts[account as usize].next_expiry_ns {
-            return;
+        if ts_ns >= self.accounts[account as usize].next_expiry_ns {
+            self.expire_account_holds(account, ts_ns, retention_ns);
         }
+    }
+
+    #[inline(never)]
+    fn expire_account_holds(&mut self, account: u32, ts_ns: i64, retention_ns: i64) {
         let mut next_expiry = i64::MAX;
         let mut slot = self.accounts[account as usize].open_head;
         while slot != NIL {
@@ -451,10 +803,50 @@ impl Store {
     }
 
     /// Remember `record` under `key`, replacing an older record whose window has passed.
-    pub fn record(&mut self, key: Key, record: DupRecord, window_ns: i64) {
+    /// `at` locates `key`.
+    pub fn record_at(&mut self, at: Probe, key: Key, record: DupRecord, window_ns: i64) {
         self.dup_reclaim
             .push_back((record.ts_ns.saturating_add(window_ns), key.0, key.1));
-        self.dups.insert(key, record);
+        self.reclaim_from_ns = self
+            .reclaim_from_ns
+            .min(record.ts_ns.saturating_add(window_ns));
+        self.put_record(at, key, record);
+    }
+
+    /// Put `record` under `key`, which `at` locates (its fingerprint in the slab); true when
+    /// it replaced one.
+    fn put_record(&mut self, at: Probe, key: Key, record: DupRecord) -> bool {
+        let index = self.keys.claim(at, key);
+        let e = self.keys.at_mut(index);
+        let replaced = e.has_dup();
+        // Written once: into the slot it reuses, or pushed.
+        let fingerprint = match (replaced, self.free_fingerprints.last()) {
+            (true, _) => {
+                self.fingerprints[e.dup_fingerprint as usize] = record.fingerprint;
+                e.dup_fingerprint
+            }
+            (false, Some(&f)) => {
+                self.free_fingerprints.pop();
+                self.fingerprints[f as usize] = record.fingerprint;
+                f
+            }
+            (false, None) => {
+                let f = next_index(self.fingerprints.len())
+                    .expect("more than 2^32-1 duplicate records in a shard");
+                self.fingerprints.push(record.fingerprint);
+                f
+            }
+        };
+        e.dup_ts_ns = record.ts_ns;
+        e.dup_code = record.code;
+        e.dup_fingerprint = fingerprint;
+        e.flags = Entry::HAS_DUP
+            | if record.fingerprint.is_authorize() {
+                Entry::DUP_AUTHORIZE
+            } else {
+                0
+            };
+        replaced
     }
 
     /// Advance the watermark and drop holds and records that no request at or after it can
@@ -465,11 +857,21 @@ impl Store {
     /// deadlines fall in when time does not go back. When it does (an expiry noticed late, a
     /// host's out-of-order `ts_ns`), an entry waits behind a later one: it is dropped late,
     /// never early, and each drop re-checks the entry against the table.
+    #[inline]
     pub fn advance(&mut self, ts_ns: i64, window_ns: i64) {
         if ts_ns <= self.watermark_ns {
             return;
         }
         self.watermark_ns = ts_ns;
+        if ts_ns >= self.reclaim_from_ns {
+            self.reclaim(ts_ns, window_ns);
+        }
+    }
+
+    /// Drop what the queues' fronts say is dead at `ts_ns`, then note the earliest instant
+    /// the fronts name.
+    #[inline(never)]
+    fn reclaim(&mut self, ts_ns: i64, window_ns: i64) {
         while let Some(&(until, slot, generation)) = self.hold_reclaim.front() {
             if until > ts_ns {
                 break;
@@ -482,9 +884,13 @@ impl Store {
             let h = &self.holds[slot as usize];
             if h.generation == generation && h.status != HoldStatus::Open {
                 let key = (h.account, h.request_id);
-                if self.hold_index.get(&key) == Some(&slot) {
-                    self.hold_index.remove(&key);
-                    self.free_slot(slot);
+                if let Probe::Found(at) = self.keys.probe(key) {
+                    if self.keys.at_mut(at).hold == slot {
+                        self.keys.at_mut(at).hold = NIL;
+                        self.keys.remove_if_dead(at);
+                        self.hold_count -= 1;
+                        self.free_slot(slot);
+                    }
                 }
             }
         }
@@ -493,25 +899,48 @@ impl Store {
                 break;
             }
             self.dup_reclaim.pop_front();
-            let key = (account, request_id);
-            if let Some(r) = self.dups.get(&key) {
-                if !r.in_window_at(ts_ns, window_ns) {
-                    self.dups.remove(&key);
+            if let Probe::Found(at) = self.keys.probe((account, request_id)) {
+                let e = self.keys.at_mut(at);
+                if e.has_dup() && ts_ns >= e.dup_ts_ns.saturating_add(window_ns) {
+                    e.flags = 0;
+                    let fingerprint = e.dup_fingerprint;
+                    self.free_fingerprints.push(fingerprint);
+                    self.keys.remove_if_dead(at);
                 }
             }
         }
+        self.reclaim_from_ns = self
+            .hold_reclaim
+            .front()
+            .map_or(i64::MAX, |e| e.0)
+            .min(self.dup_reclaim.front().map_or(i64::MAX, |e| e.0));
     }
 
     /// Holds in the table (for export), referable or not yet reclaimed.
     pub fn holds_iter(&self) -> impl Iterator<Item = &Hold> + '_ {
-        self.hold_index
-            .values()
-            .map(move |&s| &self.holds[s as usize])
+        self.keys
+            .iter()
+            .filter(|e| e.hold != NIL)
+            .map(move |e| &self.holds[e.hold as usize])
     }
 
     /// Holds the table currently tracks.
     pub fn hold_count(&self) -> usize {
-        self.hold_index.len()
+        self.hold_count
+    }
+
+    /// Duplicate records the table currently tracks, with their fingerprints.
+    fn dups_iter(&self) -> impl Iterator<Item = (Key, DupRecord)> + '_ {
+        self.keys.iter().filter(|e| e.has_dup()).map(move |e| {
+            (
+                (e.account, e.request_id),
+                DupRecord {
+                    ts_ns: e.dup_ts_ns,
+                    code: e.dup_code,
+                    fingerprint: self.fingerprints[e.dup_fingerprint as usize],
+                },
+            )
+        })
     }
 
     /// The shard's logical state as a snapshot image: everything a restored store needs to
@@ -527,18 +956,22 @@ impl Store {
         let accounts = self
             .accounts
             .iter()
-            .map(|a| AccountImage {
-                id: a.id,
-                currency: a.currency,
-                balance_minor: a.balance_minor,
-                held_minor: a.held_minor,
-                status: a.status,
-                per_txn_limit_minor: a.per_txn_limit_minor,
-                daily_limit_minor: a.daily_limit_minor,
-                daily_count_limit: a.daily_count_limit,
-                day: a.day,
-                day_amount_minor: a.day_amount_minor,
-                day_count: a.day_count,
+            .enumerate()
+            .map(|(i, a)| {
+                let limits = self.limits(i as u32);
+                AccountImage {
+                    id: a.id,
+                    currency: a.currency(),
+                    balance_minor: a.balance_minor,
+                    held_minor: a.held_minor,
+                    status: a.status(),
+                    per_txn_limit_minor: limits.per_txn_minor,
+                    daily_limit_minor: limits.daily_minor,
+                    daily_count_limit: limits.daily_count,
+                    day: a.day_image(),
+                    day_amount_minor: a.day_amount_minor,
+                    day_count: a.day_count,
+                }
             })
             .collect();
         let tokens = self
@@ -548,7 +981,7 @@ impl Store {
                 dpan: t.dpan,
                 account_id: account_id(t.account),
                 status: t.status,
-                expiry: expiry_from_expired_from_ns(t.expired_from_ns)
+                expiry: expiry_from_expired_from_ns(t.expired_from_ns())
                     .expect("a token's expiry instant comes from an Expiry"),
             })
             .collect();
@@ -564,7 +997,7 @@ impl Store {
             day: h.day,
             status: h.status,
         };
-        let mut holds = Vec::with_capacity(self.hold_index.len());
+        let mut holds = Vec::with_capacity(self.hold_count);
         for a in &self.accounts {
             let mut slot = a.open_head;
             while slot != NIL {
@@ -578,11 +1011,10 @@ impl Store {
                 .filter(|h| h.status != HoldStatus::Open)
                 .map(hold_image),
         );
-        debug_assert_eq!(holds.len(), self.hold_index.len());
+        debug_assert_eq!(holds.len(), self.hold_count);
         let dups = self
-            .dups
-            .iter()
-            .map(|(&(account, request_id), r)| DupImage {
+            .dups_iter()
+            .map(|((account, request_id), r)| DupImage {
                 account_id: account_id(account),
                 request_id,
                 ts_ns: r.ts_ns,
@@ -627,7 +1059,7 @@ impl Store {
         let live = slot != NIL
             && h.generation == generation
             && h.status != HoldStatus::Open
-            && self.hold_index.get(&(h.account, h.request_id)) == Some(&slot);
+            && self.find_hold((h.account, h.request_id)) == Some(slot);
         live.then_some(h)
     }
 
@@ -644,28 +1076,27 @@ impl Store {
         let mut account_index: FxHashMap<u64, u32> =
             FxHashMap::with_capacity_and_hasher(image.accounts.len(), Default::default());
         let mut accounts = Vec::with_capacity(image.accounts.len());
+        let mut limits = Vec::new();
         for a in &image.accounts {
             let index =
                 next_index(accounts.len()).ok_or("more than 2^32-1 accounts in one shard")?;
             if account_index.insert(a.id, index).is_some() {
                 return Err(format!("account {} appears twice", a.id));
             }
-            accounts.push(Account {
-                id: a.id,
-                currency: a.currency,
-                balance_minor: a.balance_minor,
-                held_minor: a.held_minor,
-                status: a.status,
-                per_txn_limit_minor: a.per_txn_limit_minor,
-                daily_limit_minor: a.daily_limit_minor,
-                daily_count_limit: a.daily_count_limit,
-                day: a.day,
-                day_amount_minor: a.day_amount_minor,
-                day_count: a.day_count,
-                next_expiry_ns: i64::MAX,
-                open_head: NIL,
-                token_head: NIL,
-            });
+            let these = Limits {
+                per_txn_minor: a.per_txn_limit_minor,
+                daily_minor: a.daily_limit_minor,
+                daily_count: a.daily_count_limit,
+            };
+            let limits_index = add_limits(&mut limits, these)
+                .ok_or("more than 2^28-2 accounts with limits in one shard")?;
+            let mut account =
+                Account::new(a.id, a.currency, a.balance_minor, a.status, limits_index);
+            account.held_minor = a.held_minor;
+            account.set_day_image(a.day)?;
+            account.day_amount_minor = a.day_amount_minor;
+            account.day_count = a.day_count;
+            accounts.push(account);
         }
         let index_of = |id: u64, what: &dyn Fn() -> String| {
             account_index
@@ -679,18 +1110,13 @@ impl Store {
             let account = index_of(t.account_id, &|| format!("token {}", t.dpan))?;
             // Linked at the head in index order, as the router links them at load.
             let acct = &mut accounts[account as usize];
-            tokens.push(Token {
-                dpan: t.dpan,
-                account,
-                status: t.status,
-                expired_from_ns: t.expiry.expired_from_ns(),
-                next_in_account: acct.token_head,
-            });
+            let mut token = Token::new(t.dpan, account, t.status, t.expiry);
+            token.next_in_account = acct.token_head;
+            tokens.push(token);
             acct.token_head = index;
         }
         let hint = holds_hint.max(image.holds.len());
-        let mut store = Store::new(accounts, tokens, hint);
-        store.dups.reserve(image.dups.len());
+        let mut store = Store::new(accounts, limits, tokens, hint);
         // Open holds are appended at the tail of their account's list, so the list comes
         // back in image order.
         let mut tails = vec![NIL; store.accounts.len()];
@@ -718,13 +1144,11 @@ impl Store {
                 next_open: NIL,
                 generation: 0,
             });
-            if store
-                .hold_index
-                .insert((account, h.request_id), slot)
-                .is_some()
-            {
+            let at = store.keys.entry_mut((account, h.request_id));
+            if std::mem::replace(&mut store.keys.at_mut(at).hold, slot) != NIL {
                 return Err(format!("{} appears twice", what()));
             }
+            store.hold_count += 1;
             if open {
                 if prev_open == NIL {
                     store.accounts[account as usize].open_head = slot;
@@ -744,7 +1168,8 @@ impl Store {
                 code: d.code,
                 fingerprint: Fingerprint::from_image(&d.fingerprint),
             };
-            if store.dups.insert((account, d.request_id), record).is_some() {
+            let key = (account, d.request_id);
+            if store.put_record(store.locate(key), key, record) {
                 return Err(format!("{} appears twice", what()));
             }
         }
@@ -777,6 +1202,8 @@ impl Store {
                 .push_back((e.until_ns, account, e.request_id));
         }
         store.watermark_ns = image.watermark_ns;
+        // Look at the restored queues at the next advance.
+        store.reclaim_from_ns = i64::MIN;
         Ok(store)
     }
 }
@@ -788,6 +1215,42 @@ mod tests {
 
     fn fp(r: &Request) -> Fingerprint {
         Fingerprint::of(r, r.amount.map(AmountKey::from_decimal))
+    }
+
+    /// The per-account, per-hold and per-record memory README states comes from these.
+    #[test]
+    fn hot_records_keep_their_size() {
+        use std::mem::{align_of, size_of};
+        assert_eq!(size_of::<Account>(), 64, "one cache line per account");
+        assert_eq!(align_of::<Account>(), 64);
+        assert_eq!(size_of::<Token>(), 24);
+        assert_eq!(size_of::<Limits>(), 24);
+        assert_eq!(size_of::<Hold>(), 88);
+        assert_eq!(size_of::<Fingerprint>(), 48);
+        assert_eq!(size_of::<crate::keytable::Entry>(), 32);
+        assert_eq!(size_of::<crate::rules::Routed>(), 72);
+        assert_eq!(size_of::<(i64, u32, u32)>(), 16, "hold reclamation entry");
+        assert_eq!(size_of::<(i64, u32, u64)>(), 24, "record reclamation entry");
+    }
+
+    #[test]
+    fn account_packs_status_currency_and_limits() {
+        for status in STATUSES {
+            for currency in Currency::ALL {
+                for limits in [0, 7, NO_LIMITS] {
+                    let mut a = Account::new(1, currency, -5, status, limits);
+                    assert_eq!(
+                        (a.status(), a.currency(), a.limits_index()),
+                        (status, currency, limits)
+                    );
+                    a.set_status(AccountStatus::Closed);
+                    assert_eq!(
+                        (a.status(), a.currency(), a.limits_index()),
+                        (AccountStatus::Closed, currency, limits)
+                    );
+                }
+            }
+        }
     }
 
     #[test]
@@ -1006,12 +1469,7 @@ mod image_tests {
         traffic
             .iter()
             .filter_map(|r| match dir.resolve(r) {
-                Resolved::Shard { account, token, .. } => Some(Routed {
-                    req: *r,
-                    account,
-                    token,
-                    amount: r.amount.map(AmountKey::from_decimal),
-                }),
+                Resolved::Shard { account, token, .. } => Some(Routed::new(r, account, token)),
                 Resolved::Answer(_) => None,
             })
             .collect()
@@ -1115,6 +1573,9 @@ mod image_tests {
             TokenField::Dpan(Dpan::from_u64(Dpan::MAX).unwrap()),
             TokenField::Other(u64::MAX),
         ];
+        for (i, c) in Currency::ALL.into_iter().enumerate() {
+            assert_eq!(c as usize, i, "currency codes are ALL indices");
+        }
         for kind in Kind::ALL {
             assert_eq!(Kind::ALL[kind as usize], kind, "kind codes are ALL indices");
             for (i, amount) in amounts.into_iter().enumerate() {

@@ -462,6 +462,9 @@ pub struct Side {
     pub elapsed: Duration,
     /// Memory taken by the loaded accounts and tokens (see [`Memory`]).
     pub load_bytes: Option<u64>,
+    /// Memory the engine's hold and duplicate-record tables take at start, pre-sized for
+    /// the run (`Config::holds_per_shard_hint`); `None` for the baseline, whose tables grow.
+    pub tables_bytes: Option<u64>,
     /// Memory added during the run: holds, duplicate records, queues; not the decisions.
     pub run_bytes: Option<u64>,
     /// How the two figures above were taken.
@@ -519,6 +522,8 @@ pub struct BenchReport {
     pub shards: usize,
     /// Batches in flight (engine).
     pub in_flight: usize,
+    /// `Config::holds_per_shard_hint` of the engine: its tables are sized for the run.
+    pub holds_per_shard_hint: usize,
     /// Where it ran.
     pub machine: MachineInfo,
     /// What ran.
@@ -572,8 +577,8 @@ impl fmt::Display for BenchReport {
         let (m, b) = (&self.machine, &self.build);
         writeln!(
             f,
-            "payauth bench: {} accounts, {} requests, zipf {}, seed {}; batch {}, {} shards = {} baseline threads, {} batches in flight",
-            o.accounts, o.requests, o.zipf, o.seed, o.batch, self.shards, self.shards, self.in_flight
+            "payauth bench: {} accounts, {} requests, zipf {}, seed {}; batch {}, {} shards = {} baseline threads, {} batches in flight; engine tables pre-sized for {} holds per shard",
+            o.accounts, o.requests, o.zipf, o.seed, o.batch, self.shards, self.shards, self.in_flight, self.holds_per_shard_hint
         )?;
         writeln!(
             f,
@@ -634,9 +639,16 @@ impl fmt::Display for BenchReport {
                 Memory::TableEstimate => "table estimate",
             };
             if let (Some(load), Some(run)) = (side.load_bytes, side.run_bytes) {
+                let tables = side.tables_bytes.map_or(String::new(), |t| {
+                    format!(
+                        "; tables pre-sized for {} holds per shard +{:.0} MiB",
+                        self.holds_per_shard_hint,
+                        mib(t)
+                    )
+                });
                 writeln!(
                     f,
-                    "memory ({name}, {how}): accounts and tokens {:.0} MiB = {:.0} B/account; run +{:.0} MiB = {:.0} B/request",
+                    "memory ({name}, {how}): accounts and tokens {:.0} MiB = {:.0} B/account{tables}; run +{:.0} MiB = {:.0} B/request",
                     mib(load),
                     load as f64 / o.accounts.max(1) as f64,
                     mib(run),
@@ -668,6 +680,13 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
     }
     config.validate().context("invalid --shards")?;
     let shards = config.shards;
+    // Size each shard's tables for the run, as a host sizes them for its peak, so the timed
+    // loop measures an engine serving at its memory limit rather than one growing its
+    // tables: about 56% of the requests open a hold, and every decided request leaves a
+    // duplicate record (the tables take twice the hint); the margin covers the uneven
+    // split of the Zipf head between shards.
+    config.holds_per_shard_hint = (opts.requests / shards * 2 / 3).clamp(1 << 16, 1 << 30);
+    let holds_per_shard_hint = config.holds_per_shard_hint;
     let in_flight = opts.in_flight.unwrap_or((2 * shards).max(4));
     ensure!(
         (1..=BATCH_MAX).contains(&opts.batch),
@@ -697,11 +716,25 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
         retention_ns: config.retention_ns,
     };
 
-    // The engine first: start (untimed), closed loop (timed), final state (untimed).
+    // The engine first: start (untimed), closed loop (timed), final state (untimed). An
+    // engine started without table room first, and dropped, tells the accounts' and
+    // tokens' share of the memory from the pre-sized tables' (whether or not its pages go
+    // back to the system when it is dropped, the second start's growth over the first's
+    // is the tables).
     let (accounts, tokens) = (workload.accounts.clone(), workload.tokens.clone());
+    let (probe_accounts, probe_tokens) = (workload.accounts.clone(), workload.tokens.clone());
+    let probe_config = Config {
+        holds_per_shard_hint: 0,
+        ..config.clone()
+    };
     let rss_before = rss_bytes();
+    let probe = Engine::start(probe_config, probe_accounts, probe_tokens)
+        .context("cannot start the engine")?;
+    let rss_probe = rss_bytes();
+    drop(probe);
     let engine = Engine::start(config, accounts, tokens).context("cannot start the engine")?;
     let rss_loaded = rss_bytes();
+    let load_bytes = growth(rss_before, rss_probe);
     let start = Instant::now();
     let engine_decisions = closed_loop(&engine, &workload.requests, opts.batch, in_flight)?;
     let engine_elapsed = start.elapsed();
@@ -713,7 +746,9 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
     let engine_side = Side {
         decisions: engine_decisions.len(),
         elapsed: engine_elapsed,
-        load_bytes: growth(rss_before, rss_loaded),
+        load_bytes,
+        tables_bytes: growth(rss_before, rss_loaded)
+            .map(|g| g.saturating_sub(load_bytes.unwrap_or(0))),
         run_bytes: growth(rss_loaded, rss_run).map(|g| g.saturating_sub(decisions_bytes)),
         memory: Memory::RssGrowth,
     };
@@ -730,6 +765,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
         decisions: locked.decisions.len(),
         elapsed: locked.elapsed,
         load_bytes: Some(baseline_loaded),
+        tables_bytes: None,
         run_bytes: Some(baseline_run.saturating_sub(baseline_loaded)),
         memory: Memory::TableEstimate,
     };
@@ -757,6 +793,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
         },
         shards,
         in_flight,
+        holds_per_shard_hint,
         machine,
         build: BuildInfo::current(),
         generate_elapsed,
