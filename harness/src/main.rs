@@ -54,6 +54,16 @@ enum Command {
         /// How long a closed or expired hold stays referable, ns; default 45 days.
         #[arg(long, value_name = "NS")]
         retention_ns: Option<i64>,
+        /// Batches that may wait in one shard's queue before the engine pushes back
+        /// (default 64). An open-loop sender submits small batches, so high rates need more.
+        #[arg(long, value_name = "N")]
+        queue_depth: Option<usize>,
+        /// Holds each shard's tables are sized for before they must grow (default 65536;
+        /// duplicate records get twice the room). Growing copies a table while the shard
+        /// waits: for latency measurements of big datasets, size it at about
+        /// requests / shards.
+        #[arg(long, value_name = "N")]
+        holds_hint: Option<usize>,
         /// Open loop at the recorded timestamps (`recorded`), --speed times faster.
         #[arg(long, value_enum, value_name = "PACE")]
         pace: Option<Pace>,
@@ -348,6 +358,8 @@ fn run(cli: Cli) -> Result<()> {
             ttl_ns,
             window_ns,
             retention_ns,
+            queue_depth,
+            holds_hint,
             pace,
             speed,
             rate,
@@ -368,6 +380,8 @@ fn run(cli: Cli) -> Result<()> {
                 hold_ttl_ns: ttl_ns,
                 dup_window_ns: window_ns,
                 retention_ns,
+                holds_per_shard_hint: holds_hint,
+                queue_depth,
                 journal,
                 ..ReplayOptions::default()
             };

@@ -44,6 +44,11 @@ pub struct ReplayOptions {
     pub chunk_len: Option<usize>,
     /// Submitted batches waiting for decisions at once; default `max(4, 2 * shards)`.
     pub in_flight: Option<usize>,
+    /// Batches that may wait in one shard's queue ([`Config::queue_depth`]).
+    pub queue_depth: Option<usize>,
+    /// Holds each shard's tables are sized for before they grow
+    /// ([`Config::holds_per_shard_hint`]); duplicate records get twice the room.
+    pub holds_per_shard_hint: Option<usize>,
     /// Journal into this state directory ([`Config::journal`]); `None` is in memory. A
     /// replay never snapshots after the start ([`Config::snapshot_every_records`] = 0), so
     /// the journal holds every decision a resume must write out again.
@@ -145,6 +150,12 @@ pub fn config(opts: &ReplayOptions) -> Result<Config> {
     }
     if let Some(ns) = opts.retention_ns {
         config.retention_ns = ns;
+    }
+    if let Some(depth) = opts.queue_depth {
+        config.queue_depth = depth;
+    }
+    if let Some(hint) = opts.holds_per_shard_hint {
+        config.holds_per_shard_hint = hint;
     }
     if let Some(journal) = &opts.journal {
         config.journal = Some(journal.clone());

@@ -181,12 +181,23 @@ fn hand_computed_outcomes_and_balances_under_every_config() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     write_dataset(&data, TRAFFIC);
-    let configs: [&[&str]; 5] = [
+    let configs: [&[&str]; 6] = [
         &[],
         &["--shards", "1", "--batch-max", "1"],
         &["--shards", "2", "--batch-max", "3"],
         &["--shards", "3", "--batch-max", "4096"],
         &["--shards", "7", "--batch-max", "2"],
+        // Tables that must grow from nothing, and a queue that pushes back at once.
+        &[
+            "--shards",
+            "2",
+            "--batch-max",
+            "1",
+            "--queue-depth",
+            "1",
+            "--holds-hint",
+            "0",
+        ],
     ];
     for (i, args) in configs.iter().enumerate() {
         let out = tmp.path().join(format!("out{i}"));
@@ -289,6 +300,11 @@ fn bad_config_is_a_one_line_error_and_writes_nothing() {
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
     assert!(stderr.starts_with("error: "), "{stderr}");
     assert!(stderr.contains("shards"), "{stderr}");
+    assert!(!out.exists());
+    let run = payauth(&["--queue-depth", "0"], &data, &out);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(stderr.contains("queue_depth"), "{stderr}");
     assert!(!out.exists());
 }
 
