@@ -289,21 +289,7 @@ pub fn replay_measured(
     let load_start = Instant::now();
     let dataset = Dataset::load(dataset_dir).context("invalid dataset")?;
     let load_elapsed = load_start.elapsed();
-    let digest = provenance::digest_dataset(dataset_dir)?;
-    let meta = dataset_meta(dataset_dir);
-    let info = DatasetInfo {
-        path: dataset_dir.display().to_string(),
-        accounts: dataset.accounts.len() as u64,
-        tokens: dataset.tokens.len() as u64,
-        requests: dataset.traffic.len() as u64,
-        first_ts_ns: dataset.traffic.first().map_or(i64::MIN, |r| r.ts_ns),
-        last_ts_ns: dataset.last_ts_ns(),
-        seed: meta.as_ref().and_then(|m| m.seed),
-        generator: meta
-            .map(|m| m.params.into_iter().collect())
-            .unwrap_or_default(),
-        digest: Some(digest),
-    };
+    let info = dataset_info(dataset_dir, &dataset)?;
     let as_of_ns = dataset.last_ts_ns();
     let engine_settings = EngineSettings::from(&config);
 
@@ -326,6 +312,26 @@ pub fn replay_measured(
         report,
         out_dir: out_dir.to_path_buf(),
         load_elapsed,
+    })
+}
+
+/// What a report says of the dataset loaded from `dataset_dir`: counts, time span, digest,
+/// and the generator's seed and parameters when it records them.
+pub fn dataset_info(dataset_dir: &Path, dataset: &Dataset) -> Result<DatasetInfo> {
+    let digest = provenance::digest_dataset(dataset_dir)?;
+    let meta = dataset_meta(dataset_dir);
+    Ok(DatasetInfo {
+        path: dataset_dir.display().to_string(),
+        accounts: dataset.accounts.len() as u64,
+        tokens: dataset.tokens.len() as u64,
+        requests: dataset.traffic.len() as u64,
+        first_ts_ns: dataset.traffic.first().map_or(i64::MIN, |r| r.ts_ns),
+        last_ts_ns: dataset.last_ts_ns(),
+        seed: meta.as_ref().and_then(|m| m.seed),
+        generator: meta
+            .map(|m| m.params.into_iter().collect())
+            .unwrap_or_default(),
+        digest: Some(digest),
     })
 }
 

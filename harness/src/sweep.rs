@@ -50,7 +50,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dataset::Dataset;
 use crate::measure::{self, fmt_ns, MeasureOptions, Measurement, Mode};
-use crate::provenance::{self, BuildInfo, MachineInfo};
+use crate::provenance::{BuildInfo, MachineInfo};
 use crate::replay::{self, ReplayOptions};
 use crate::report::{DatasetInfo, Percentiles};
 use crate::sweep_plots;
@@ -519,21 +519,7 @@ impl SweepTarget {
     /// Load and validate a dataset.
     pub fn engine(dataset_dir: &Path) -> Result<SweepTarget> {
         let dataset = Dataset::load(dataset_dir).context("invalid dataset")?;
-        let digest = provenance::digest_dataset(dataset_dir)?;
-        let meta = replay::dataset_meta(dataset_dir);
-        let info = DatasetInfo {
-            path: dataset_dir.display().to_string(),
-            accounts: dataset.accounts.len() as u64,
-            tokens: dataset.tokens.len() as u64,
-            requests: dataset.traffic.len() as u64,
-            first_ts_ns: dataset.traffic.first().map_or(i64::MIN, |r| r.ts_ns),
-            last_ts_ns: dataset.last_ts_ns(),
-            seed: meta.as_ref().and_then(|m| m.seed),
-            generator: meta
-                .map(|m| m.params.into_iter().collect())
-                .unwrap_or_default(),
-            digest: Some(digest),
-        };
+        let info = replay::dataset_info(dataset_dir, &dataset)?;
         ensure!(
             !dataset.traffic.is_empty(),
             "the dataset {} has no traffic to sweep with",
