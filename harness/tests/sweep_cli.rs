@@ -219,7 +219,12 @@ fn a_dataset_too_short_for_a_rate_is_said_so_and_durable_steps_clean_up() {
     let last = r.steps.last().unwrap();
     assert_eq!(last.verdict, Verdict::NotRun);
     assert!(last.reasons[0].contains("too short"), "{:?}", last.reasons);
-    assert_eq!(r.limit, Limit::DatasetTooShort { rate: 100_000.0 });
+    assert_eq!(
+        r.limit,
+        Limit::DatasetTooShort { rate: 100_000.0 },
+        "{:#?}",
+        r.steps
+    );
     if r.capacity_per_sec.is_some() {
         assert!(r.lower_bound);
         let stdout = String::from_utf8_lossy(&o.stdout);
