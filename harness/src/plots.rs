@@ -188,13 +188,7 @@ fn latency_over_time(path: &Path, title: &str, report: &Report) -> Result<()> {
         (p50, GREEN, "latency p50"),
         (svc99, BLUE, "service time p99"),
     ] {
-        chart
-            .draw_series(LineSeries::new(points, color.stroke_width(2)))
-            .map_err(err)?
-            .label(label)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
+        labelled_line(&mut chart, points, color, label)?;
     }
     warmup_line(&mut chart, report, (y_min, y_max))?;
     chart
@@ -205,6 +199,28 @@ fn latency_over_time(path: &Path, title: &str, report: &Report) -> Result<()> {
         .draw()
         .map_err(err)?;
     root.present().map_err(err)
+}
+
+/// A solid two-pixel line through `points` with its entry in the legend.
+pub(crate) fn labelled_line<
+    DB: DrawingBackend,
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<X, Y>>,
+    points: Vec<(f64, f64)>,
+    color: RGBColor,
+    label: impl Into<String>,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    chart
+        .draw_series(LineSeries::new(points, color.stroke_width(2)))
+        .map_err(err)?
+        .label(label)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+    Ok(())
 }
 
 /// A dashed vertical line at the end of the warmup, if there is one.
@@ -302,13 +318,7 @@ fn throughput_over_time(path: &Path, title: &str, report: &Report) -> Result<()>
         (offered, BLUE, "offered (submitted)"),
         (decided, RED, "decided"),
     ] {
-        chart
-            .draw_series(LineSeries::new(points, color.stroke_width(2)))
-            .map_err(err)?
-            .label(label)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
+        labelled_line(&mut chart, points, color, label)?;
     }
     warmup_line(&mut chart, report, (0.0, y_max))?;
     chart

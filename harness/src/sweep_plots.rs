@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::Result;
 use plotters::prelude::*;
 
-use crate::plots::{err, SIZE};
+use crate::plots::{err, labelled_line, SIZE};
 use crate::sweep::{CapacityReport, ShardResult};
 
 /// Achieved against offered load, every shard count.
@@ -121,13 +121,7 @@ fn latency(path: &Path, report: &CapacityReport, r: &ShardResult) -> Result<()> 
         (p99, RED, "p99"),
         (p50, GREEN, "p50"),
     ] {
-        chart
-            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
-            .map_err(err)?
-            .label(label)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
+        labelled_line(&mut chart, points.clone(), color, label)?;
         chart
             .draw_series(
                 points
@@ -224,13 +218,12 @@ fn achieved(path: &Path, report: &CapacityReport) -> Result<()> {
             .iter()
             .filter_map(|s| s.achieved_per_sec.map(|a| (s.offered_per_sec, a)))
             .collect();
-        chart
-            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
-            .map_err(err)?
-            .label(format!("{} shard(s)", r.shards))
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
+        labelled_line(
+            &mut chart,
+            points.clone(),
+            color,
+            format!("{} shard(s)", r.shards),
+        )?;
         chart
             .draw_series(
                 points
