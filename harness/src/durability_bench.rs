@@ -13,6 +13,7 @@ use anyhow::{ensure, Context, Result};
 use payauth_engine::{Decision, Durability, Engine, JournalConfig};
 
 use crate::dataset::Dataset;
+use crate::durable::durability_name;
 use crate::measure::{self, fmt_ns, MeasureOptions, Mode};
 use crate::replay::{self, ReplayOptions};
 use crate::report::Percentiles;
@@ -77,15 +78,6 @@ pub struct DurabilityBenchReport {
     pub driven: String,
     /// One per mode, in the order asked.
     pub modes: Vec<ModeResult>,
-}
-
-/// `none`, `sync`, `async:5ms`.
-pub fn durability_name(d: Durability) -> String {
-    match d {
-        Durability::None => "none".into(),
-        Durability::Sync => "sync".into(),
-        Durability::Async { interval } => format!("async:{interval:?}"),
-    }
 }
 
 impl fmt::Display for DurabilityBenchReport {

@@ -67,6 +67,20 @@ pub fn parse_durability(text: &str) -> std::result::Result<Durability, String> {
     }
 }
 
+/// A durability mode in the `--durability` grammar, as reports and summaries name it:
+/// `none`, `sync`, `async:5ms` (`async:250us` below whole milliseconds);
+/// [`parse_durability`] reads it back.
+pub fn durability_name(d: Durability) -> String {
+    match d {
+        Durability::None => "none".into(),
+        Durability::Sync => "sync".into(),
+        Durability::Async { interval } if interval.subsec_nanos() % 1_000_000 == 0 => {
+            format!("async:{}ms", interval.as_millis())
+        }
+        Durability::Async { interval } => format!("async:{}us", interval.as_micros()),
+    }
+}
+
 /// The journal a replay writes for `--state DIR --durability MODE` (`None` for an in-memory
 /// replay). `--durability` without `--state`, or `none` with a state directory, is refused:
 /// each means the user expects something that would not happen.
@@ -109,13 +123,7 @@ pub struct DurableSummary {
 
 impl fmt::Display for DurableSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mode = match self.durability {
-            Durability::None => "none".to_string(),
-            Durability::Sync => "sync".to_string(),
-            Durability::Async { interval } => {
-                format!("async:{}", measure::fmt_ns(interval.as_nanos() as u64))
-            }
-        };
+        let mode = durability_name(self.durability);
         match &self.recovery {
             Some(report) => {
                 writeln!(
@@ -429,6 +437,31 @@ mod tests {
         ] {
             assert!(parse_durability(bad).is_err(), "{bad:?} was accepted");
         }
+    }
+
+    #[test]
+    fn durability_names_read_back() {
+        for d in [
+            Durability::None,
+            Durability::Sync,
+            Durability::Async {
+                interval: Duration::from_millis(5),
+            },
+            Durability::Async {
+                interval: Duration::from_micros(250),
+            },
+            Durability::Async {
+                interval: Duration::from_secs(2),
+            },
+        ] {
+            assert_eq!(parse_durability(&durability_name(d)), Ok(d), "{d:?}");
+        }
+        assert_eq!(
+            durability_name(Durability::Async {
+                interval: Duration::from_millis(5)
+            }),
+            "async:5ms"
+        );
     }
 
     #[test]

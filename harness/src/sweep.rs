@@ -49,6 +49,7 @@ use payauth_engine::{Durability, Engine, JournalConfig, Kind, Request};
 use serde::{Deserialize, Serialize};
 
 use crate::dataset::Dataset;
+use crate::durable::durability_name;
 use crate::measure::{self, fmt_ns, MeasureOptions, Measurement, Mode};
 use crate::provenance::{BuildInfo, MachineInfo};
 use crate::replay::{self, ReplayOptions};
@@ -238,20 +239,6 @@ pub fn parse_percent(text: &str) -> std::result::Result<f64, String> {
         ));
     }
     Ok(v / 100.0)
-}
-
-/// A durability mode as capacity.json and the summary name it: `none`, `sync`,
-/// `async:5ms` (the `--durability` grammar of [`crate::durable::parse_durability`], which
-/// `sweep` shares with `replay`).
-pub fn durability_name(d: Durability) -> String {
-    match d {
-        Durability::None => "none".into(),
-        Durability::Sync => "sync".into(),
-        Durability::Async { interval } if interval.subsec_nanos() % 1_000_000 == 0 => {
-            format!("async:{}ms", interval.as_millis())
-        }
-        Durability::Async { interval } => format!("async:{}us", interval.as_micros()),
-    }
 }
 
 /// The journal of one step in `dir` (a fresh state directory); `None` in memory.
