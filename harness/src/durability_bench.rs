@@ -10,10 +10,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use payauth_engine::{Decision, Durability, Engine, JournalConfig};
+use payauth_engine::{Decision, Durability, Engine};
 
 use crate::dataset::Dataset;
-use crate::durable::durability_name;
+use crate::durable::{self, durability_name};
 use crate::measure::{self, fmt_ns, MeasureOptions, Mode};
 use crate::replay::{self, ReplayOptions};
 use crate::report::Percentiles;
@@ -173,13 +173,9 @@ pub fn run(opts: &DurabilityBenchOptions) -> Result<DurabilityBenchReport> {
                 .join(format!("bench-state-{}-{round}", std::process::id()));
             let _ = fs::remove_dir_all(&state);
             let mut config = config.clone();
-            if durability != Durability::None {
-                let mut journal = JournalConfig::new(&state);
-                journal.durability = durability;
-                config.journal = Some(journal);
-                // Snapshots are not what is measured here.
-                config.snapshot_every_records = 0;
-            }
+            config.journal = durable::journal_in(&state, durability);
+            // Snapshots are not what is measured here.
+            config.snapshot_every_records = 0;
             let engine = Engine::start(config, dataset.accounts.clone(), dataset.tokens.clone())
                 .context("cannot start the engine")?;
             let m = measure::drive(&engine, &dataset.traffic, &measure_opts)?;

@@ -81,6 +81,14 @@ pub fn durability_name(d: Durability) -> String {
     }
 }
 
+/// A journal into `dir` with durability `d`; `None` for [`Durability::None`] (in memory).
+pub fn journal_in(dir: &Path, d: Durability) -> Option<JournalConfig> {
+    (d != Durability::None).then(|| JournalConfig {
+        durability: d,
+        ..JournalConfig::new(dir)
+    })
+}
+
 /// The journal a replay writes for `--state DIR --durability MODE` (`None` for an in-memory
 /// replay). `--durability` without `--state`, or `none` with a state directory, is refused:
 /// each means the user expects something that would not happen.
@@ -96,11 +104,7 @@ pub fn journal_config(
         (Some(_), Some(Durability::None)) => bail!(
             "--durability none journals nothing, so --state would stay empty: drop one of them"
         ),
-        (Some(dir), durability) => {
-            let mut journal = JournalConfig::new(dir);
-            journal.durability = durability.unwrap_or(Durability::Sync);
-            Ok(Some(journal))
-        }
+        (Some(dir), durability) => Ok(journal_in(dir, durability.unwrap_or(Durability::Sync))),
     }
 }
 

@@ -45,11 +45,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, ensure, Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use payauth_engine::{Durability, Engine, JournalConfig, Kind, Request};
+use payauth_engine::{Durability, Engine, Kind, Request};
 use serde::{Deserialize, Serialize};
 
 use crate::dataset::Dataset;
-use crate::durable::durability_name;
+use crate::durable::{self, durability_name};
 use crate::measure::{self, fmt_ns, MeasureOptions, Measurement, Mode};
 use crate::provenance::{BuildInfo, MachineInfo};
 use crate::replay::{self, ReplayOptions};
@@ -239,14 +239,6 @@ pub fn parse_percent(text: &str) -> std::result::Result<f64, String> {
         ));
     }
     Ok(v / 100.0)
-}
-
-/// The journal of one step in `dir` (a fresh state directory); `None` in memory.
-pub fn step_journal(d: Durability, dir: &Path) -> Option<JournalConfig> {
-    (d != Durability::None).then(|| JournalConfig {
-        durability: d,
-        ..JournalConfig::new(dir)
-    })
 }
 
 /// A stand-in of known capacity (`--stand-in REQUEST_TIME:WORKERS`, e.g. `2ms:16`): each
@@ -558,7 +550,7 @@ impl SweepTarget {
                     batch_max: opts.batch_max,
                     ..ReplayOptions::default()
                 })?;
-                config.journal = step_journal(opts.durability, state_dir);
+                config.journal = durable::journal_in(state_dir, opts.durability);
                 if config.journal.is_some() {
                     remove_dir(state_dir)?;
                 }

@@ -98,7 +98,7 @@ fn rates_and_other_values_parse() {
         assert!(parse_percent(bad).is_err(), "{bad}");
     }
     let async5 = crate::durable::parse_durability("async:5").unwrap();
-    let j = step_journal(async5, Path::new("/x")).unwrap();
+    let j = crate::durable::journal_in(Path::new("/x"), async5).unwrap();
     assert_eq!(
         j.durability,
         Durability::Async {
@@ -106,7 +106,7 @@ fn rates_and_other_values_parse() {
         }
     );
     assert_eq!(j.dir, Path::new("/x"));
-    assert!(step_journal(Durability::None, Path::new("/x")).is_none());
+    assert!(crate::durable::journal_in(Path::new("/x"), Durability::None).is_none());
     assert_eq!(durability_name(async5), "async:5ms");
     let fine = crate::durable::parse_durability("async:250us").unwrap();
     assert_eq!(durability_name(fine), "async:250us");
