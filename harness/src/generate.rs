@@ -18,8 +18,8 @@
 #![allow(clippy::inconsistent_digit_grouping)]
 
 use std::collections::HashSet;
-use std::fs::{self, File};
-use std::io::{BufWriter, Write};
+use std::fs;
+use std::io::Write;
 use std::path::Path;
 
 use anyhow::{ensure, Context, Result};
@@ -80,18 +80,10 @@ pub fn generate(opts: &GenOptions, out: &Path) -> Result<()> {
     gen.fill(opts.requests)?;
     let (rows, ids) = gen.finish(opts.requests);
 
-    write_file(&out.join("accounts.csv"), |w| gen.write_accounts(w))?;
-    write_file(&out.join("tokens.csv"), |w| gen.write_tokens(w))?;
-    write_file(&out.join("traffic.csv"), |w| write_traffic(w, &rows, &ids))?;
+    crate::traffic::write_csv(&out.join("accounts.csv"), |w| gen.write_accounts(w))?;
+    crate::traffic::write_csv(&out.join("tokens.csv"), |w| gen.write_tokens(w))?;
+    crate::traffic::write_csv(&out.join("traffic.csv"), |w| write_traffic(w, &rows, &ids))?;
     Ok(())
-}
-
-fn write_file(path: &Path, body: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
-    let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    let mut w = BufWriter::new(file);
-    body(&mut w)
-        .and_then(|()| w.flush())
-        .with_context(|| format!("writing {}", path.display()))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -4,8 +4,7 @@
 //! decisions.
 
 use std::fmt;
-use std::fs::{self, File};
-use std::io::{BufWriter, Write};
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -14,6 +13,7 @@ use payauth_engine::{read_archive, AccountSpec, Decision, TokenField, TokenSpec}
 use crate::csvout;
 use crate::output;
 use crate::rows::TrafficRows;
+use crate::traffic::write_csv;
 
 /// The decisions the journal recorded, in the exported traffic's order, in the format of
 /// `outcomes.csv`: replaying the exported dataset must write the same file.
@@ -169,16 +169,16 @@ pub fn export(state_dir: &Path, out_dir: &Path) -> Result<ExportSummary> {
     traffic.check()?;
 
     fs::create_dir_all(out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
-    write_file(&out_dir.join("accounts.csv"), |w| {
+    write_csv(&out_dir.join("accounts.csv"), |w| {
         csvout::write_accounts_csv(w, &accounts)
     })?;
-    write_file(&out_dir.join("tokens.csv"), |w| {
+    write_csv(&out_dir.join("tokens.csv"), |w| {
         csvout::write_tokens_csv(w, &tokens)
     })?;
-    write_file(&out_dir.join("traffic.csv"), |w| {
+    write_csv(&out_dir.join("traffic.csv"), |w| {
         csvout::write_traffic_csv(w, &traffic)
     })?;
-    write_file(&out_dir.join(EXPECTED_OUTCOMES_FILE), |w| {
+    write_csv(&out_dir.join(EXPECTED_OUTCOMES_FILE), |w| {
         output::write_outcomes(w, &expected)
     })?;
     Ok(ExportSummary {
@@ -196,15 +196,4 @@ pub fn export(state_dir: &Path, out_dir: &Path) -> Result<ExportSummary> {
             archive.retention_ns,
         ),
     })
-}
-
-fn write_file(
-    path: &Path,
-    write: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
-) -> Result<()> {
-    let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
-    let mut w = BufWriter::with_capacity(1 << 20, file);
-    write(&mut w)
-        .and_then(|()| w.flush())
-        .with_context(|| format!("cannot write {}", path.display()))
 }
