@@ -123,10 +123,14 @@ impl KeyTable {
         self.entries.len() - 1
     }
 
-    /// Hint that `key` will be looked up soon.
+    /// Hint that `key` will be looked up soon: the cache line of its home entry and the
+    /// next one, so a probe that runs on past the home line (a key whose home is taken,
+    /// which grows common as the table fills) finds the entries after it loaded too.
     #[inline]
     pub fn prefetch(&self, key: (u32, u64)) {
-        crate::prefetch::prefetch_read(self.entries.as_ptr().wrapping_add(self.home(key)));
+        let home = self.entries.as_ptr().wrapping_add(self.home(key));
+        crate::prefetch::prefetch_read(home);
+        crate::prefetch::prefetch_read(home.cast::<u8>().wrapping_add(64));
     }
 
     /// Find `key`, or the empty entry where it would be inserted.
@@ -175,7 +179,7 @@ impl KeyTable {
     }
 
     /// [`KeyTable::entry_mut`] for a `key` already probed (the table has not changed since).
-    #[inline]
+    #[inline(always)]
     pub fn claim(&mut self, probe: Probe, key: (u32, u64)) -> usize {
         match probe {
             Probe::Found(i) => {
@@ -185,14 +189,22 @@ impl KeyTable {
             Probe::Vacant(i) => {
                 debug_assert!(self.entries[i].is_empty());
                 if (self.len + 1) * 8 > self.entries.len() * 7 {
-                    self.grow();
-                    return self.entry_mut(key);
+                    return self.grow_and_insert(key);
                 }
                 self.entries[i] = Entry::new(key);
                 self.len += 1;
                 i
             }
         }
+    }
+
+    /// The rare half of [`KeyTable::claim`], kept out of line so the common case stays
+    /// small where it is inlined.
+    #[cold]
+    #[inline(never)]
+    fn grow_and_insert(&mut self, key: (u32, u64)) -> usize {
+        self.grow();
+        self.entry_mut(key)
     }
 
     /// Remove the entry at `index` if it holds neither a hold nor a record.

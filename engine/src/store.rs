@@ -275,7 +275,7 @@ pub(crate) struct Fingerprint {
     /// the sign is a flag).
     amount_hi: u32,
     amount_scale: u8,
-    kind: u8,
+    kind: Kind,
     /// 0 = empty, else 1 + index in [`Currency::ALL`].
     currency: u8,
     /// Presence bits and `final`; see the `F_*` constants.
@@ -301,7 +301,7 @@ impl Fingerprint {
         amount_lo: 0,
         amount_hi: 0,
         amount_scale: 0,
-        kind: 0,
+        kind: Kind::Authorize,
         currency: 0,
         flags: 0,
     };
@@ -360,7 +360,7 @@ impl Fingerprint {
             // A Decimal mantissa is below 2^96 in magnitude, so this is exact.
             amount_hi: (magnitude >> 64) as u32,
             amount_scale: scale as u8,
-            kind: kind as u8,
+            kind,
             // `Currency as u8` is the currency's index in `Currency::ALL`.
             currency: currency.map_or(0, |c| 1 + c as u8),
             flags,
@@ -369,14 +369,13 @@ impl Fingerprint {
 
     /// True when the request that left this was an `authorize`.
     pub fn is_authorize(&self) -> bool {
-        self.kind == Kind::Authorize as u8
+        self.kind == Kind::Authorize
     }
 
     /// The request's kind.
     #[inline]
     pub fn kind(&self) -> Kind {
-        // `kind` was stored as `Kind as u8`, which is the kind's index in `Kind::ALL`.
-        Kind::ALL[usize::from(self.kind)]
+        self.kind
     }
 
     /// The request's amount, normalized.
@@ -396,6 +395,38 @@ impl Fingerprint {
             mantissa,
             u32::from(self.amount_scale),
         ))
+    }
+
+    /// The request's amount in minor units of `currency`, if it is a valid request amount
+    /// there: exactly `self.amount()?.valid_minor(currency)`, without rebuilding the 96-bit
+    /// mantissa (every amount a valid request carries fits the low 64 bits).
+    #[inline]
+    pub fn amount_minor(&self, currency: Currency) -> Option<i64> {
+        const POW10: [u64; 3] = [1, 10, 100];
+        let decimals = currency.decimals();
+        let scale = u32::from(self.amount_scale);
+        if self.flags & (F_AMOUNT | F_AMOUNT_NEGATIVE) != F_AMOUNT
+            || self.amount_hi != 0
+            || self.amount_lo == 0
+            || scale > decimals
+        {
+            return None;
+        }
+        let max = currency.amount_minor_max() as u64;
+        // A mantissa above the maximum stays above it once scaled (the factor is >= 1), and
+        // one at or below it cannot overflow when multiplied by at most 100.
+        if self.amount_lo > max {
+            return None;
+        }
+        let minor = self.amount_lo * POW10[(decimals - scale) as usize];
+        (minor <= max).then_some(minor as i64)
+    }
+
+    /// True when the request's currency is `currency` (false when it has none).
+    #[inline]
+    pub fn currency_is(&self, currency: Currency) -> bool {
+        // Stored as 1 + the index in `Currency::ALL`, which is `Currency as u8`.
+        self.currency == 1 + currency as u8
     }
 
     /// The request's currency.
@@ -442,8 +473,7 @@ impl Fingerprint {
             (mantissa, u32::from(self.amount_scale))
         });
         FingerprintImage {
-            // `kind` was stored as `Kind as u8`, which is the kind's index in `Kind::ALL`.
-            kind: Kind::ALL[usize::from(self.kind)],
+            kind: self.kind,
             token,
             account_id: has(F_ACCOUNT).then_some(self.account_id),
             amount,
@@ -472,6 +502,15 @@ impl Fingerprint {
         )
     }
 }
+
+// [`Fingerprint::amount_minor`] scales by at most 10^2.
+const _: () = {
+    let mut i = 0;
+    while i < Currency::ALL.len() {
+        assert!(Currency::ALL[i].decimals() <= 2);
+        i += 1;
+    }
+};
 
 /// The record a decided request leaves under (account, request_id).
 #[derive(Clone, Copy, Debug)]
@@ -804,6 +843,7 @@ impl Store {
 
     /// Remember `record` under `key`, replacing an older record whose window has passed.
     /// `at` locates `key`.
+    #[inline]
     pub fn record_at(&mut self, at: Probe, key: Key, record: DupRecord, window_ns: i64) {
         self.dup_reclaim
             .push_back((record.ts_ns.saturating_add(window_ns), key.0, key.1));
@@ -815,6 +855,7 @@ impl Store {
 
     /// Put `record` under `key`, which `at` locates (its fingerprint in the slab); true when
     /// it replaced one.
+    #[inline(always)]
     fn put_record(&mut self, at: Probe, key: Key, record: DupRecord) -> bool {
         let index = self.keys.claim(at, key);
         let e = self.keys.at_mut(index);
@@ -1512,6 +1553,36 @@ mod image_tests {
             "final state, reclamation queues included"
         );
         Ok(image)
+    }
+
+    proptest! {
+        /// The shard's shortcut to minor units gives exactly what the normalized amount
+        /// gives, for every currency, on amounts of every size, sign and number of decimals.
+        #[test]
+        fn amount_minor_is_valid_minor_of_the_normalized_amount(
+            mantissa in prop_oneof![
+                -1_000i64..1_000,
+                0i64..=200_000_000_000,
+                any::<i64>(),
+            ].prop_map(i128::from),
+            wide in prop_oneof![Just(0i128), Just(1i128 << 64), Just((1i128 << 95) - 1)],
+            scale in 0u32..6,
+            currency in prop::sample::select(Currency::ALL.to_vec()),
+            present in any::<bool>(),
+        ) {
+            let m = if wide != 0 { wide.saturating_sub(mantissa.abs()) } else { mantissa };
+            let amount = present.then(|| Decimal::from_i128_with_scale(m, scale));
+            let req = Request {
+                amount,
+                currency: Some(currency),
+                ..Request::new(Kind::Authorize, 1, 0)
+            };
+            let fp = Fingerprint::of(&req, amount.map(AmountKey::from_decimal));
+            prop_assert_eq!(
+                fp.amount_minor(currency),
+                fp.amount().and_then(|a| a.valid_minor(currency))
+            );
+        }
     }
 
     proptest! {
