@@ -20,7 +20,13 @@ pub struct Config {
     pub dup_window_ns: i64,
     /// How long a closed or expired hold stays referable. Default 45 days.
     pub retention_ns: i64,
-    /// Holds each shard's table is sized for before it must grow. Default 65,536.
+    /// Holds each shard's table is sized for before it must grow (duplicate records get
+    /// twice the room). 0..=2^30. Default 65,536.
+    ///
+    /// Size it for the peak: the holds and the requests of one duplicate window a shard
+    /// keeps at once. The tables are allocated and touched at start (about 280-400 bytes
+    /// per unit); a table that fills up doubles, copying itself while its shard waits,
+    /// which a host sees as one slow pass (tens of ms at millions of entries) each time.
     pub holds_per_shard_hint: usize,
     /// Where and how each shard journals what it decides; `None` (the default) is a pure
     /// in-memory engine whose state dies with it. With a journal, every decision is

@@ -15,6 +15,7 @@ use payauth_engine::{Decision, Durability, Engine};
 use crate::dataset::Dataset;
 use crate::durable::{self, durability_name};
 use crate::measure::{self, fmt_ns, MeasureOptions, Mode};
+use crate::provenance::MachineInfo;
 use crate::replay::{self, ReplayOptions};
 use crate::report::Percentiles;
 
@@ -139,7 +140,12 @@ pub fn run(opts: &DurabilityBenchOptions) -> Result<DurabilityBenchReport> {
     let mut config = replay::config(&base)?;
     // Tables sized for the whole run, so no mode pays for growing them mid-run (the cost
     // compared is the journal's, not a rehash's).
-    config.holds_per_shard_hint = (dataset.traffic.len() / config.shards).clamp(1 << 16, 1 << 28);
+    replay::size_tables(
+        &mut config,
+        &base,
+        dataset.traffic.len(),
+        MachineInfo::current().memory_bytes,
+    );
     let mode = match opts.rate {
         Some(per_sec) => Mode::Rate { per_sec },
         None => Mode::ClosedLoop {

@@ -30,7 +30,7 @@ use payauth_engine::{
 use crate::dataset::Dataset;
 use crate::measure;
 use crate::output::{self, OUTCOMES_HEADER};
-use crate::provenance::{self, DatasetDigest};
+use crate::provenance::{self, DatasetDigest, MachineInfo};
 use crate::replay::{self, ReplayOptions, ReplaySummary};
 
 /// The file decisions are streamed to while a durable replay runs; replaced by
@@ -173,16 +173,23 @@ pub fn replay_durable(
     let Some(journal) = opts.journal.clone() else {
         bail!("a durable replay needs a state directory (--state DIR)");
     };
-    let config = replay::config(opts)?;
+    let mut config = replay::config(opts)?;
     let (chunk_len, in_flight) = replay::pipeline(opts, &config)?;
     let state_dir = journal.dir.clone();
 
     let load_start = Instant::now();
     let dataset = Dataset::load(dataset_dir).context("invalid dataset")?;
+    replay::size_tables(
+        &mut config,
+        opts,
+        dataset.traffic.len(),
+        MachineInfo::current().memory_bytes,
+    );
     let digest = provenance::digest_dataset(dataset_dir)?;
     let load_elapsed = load_start.elapsed();
     let as_of_ns = dataset.last_ts_ns();
     let (shards, batch_max) = (config.shards, config.batch_max);
+    let holds_per_shard_hint = config.holds_per_shard_hint;
     let (accounts, tokens) = (dataset.accounts.len(), dataset.tokens.len());
     let traffic = dataset.traffic;
 
@@ -309,6 +316,7 @@ pub fn replay_durable(
             batch_max,
             chunk_len,
             in_flight,
+            holds_per_shard_hint,
             as_of_ns,
             out_dir: out_dir.to_path_buf(),
         },

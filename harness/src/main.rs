@@ -58,10 +58,11 @@ enum Command {
         /// (default 64). An open-loop sender submits small batches, so high rates need more.
         #[arg(long, value_name = "N")]
         queue_depth: Option<usize>,
-        /// Holds each shard's tables are sized for before they must grow (default 65536;
-        /// duplicate records get twice the room). Growing copies a table while the shard
-        /// waits: for latency measurements of big datasets, size it at about
-        /// requests / shards.
+        /// Holds each shard's tables are sized for before they must grow (duplicate records
+        /// get twice the room). Default: the whole run, requests / shards (at least 65536),
+        /// capped so the tables, touched at start, take at most a quarter of the memory.
+        /// Growing copies a table while its shard waits, which a latency measurement would
+        /// charge to the engine.
         #[arg(long, value_name = "N")]
         holds_hint: Option<usize>,
         /// Open loop at the recorded timestamps (`recorded`), --speed times faster.

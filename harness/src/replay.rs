@@ -18,7 +18,7 @@ use crate::dataset::Dataset;
 use crate::measure::{self, MeasureOptions};
 use crate::output::{self, BALANCES_FILE, OUTCOMES_FILE};
 use crate::plots;
-use crate::provenance;
+use crate::provenance::{self, MachineInfo};
 use crate::report::{self, DatasetInfo, EngineSettings, Report, ReportContext};
 use crate::rows::Meta;
 
@@ -78,6 +78,8 @@ pub struct ReplaySummary {
     pub chunk_len: usize,
     /// Batches in flight at most.
     pub in_flight: usize,
+    /// Holds each shard's tables were sized for at start ([`size_tables`]).
+    pub holds_per_shard_hint: usize,
     /// The instant the final state was taken at.
     pub as_of_ns: i64,
     /// Where the files went.
@@ -109,11 +111,12 @@ impl fmt::Display for ReplaySummary {
         )?;
         writeln!(
             f,
-            "config: shards {}, batch_max {}, chunk {}, in flight {}; load {:.3} s",
+            "config: shards {}, batch_max {}, chunk {}, in flight {}, tables for {} holds per shard; load {:.3} s",
             self.shards,
             self.batch_max,
             self.chunk_len,
             self.in_flight,
+            self.holds_per_shard_hint,
             self.load_elapsed.as_secs_f64()
         )?;
         let codes: Vec<String> = self
@@ -131,6 +134,35 @@ impl fmt::Display for ReplaySummary {
             self.as_of_ns
         )
     }
+}
+
+/// Bytes the pre-faulted tables of a shard take per unit of
+/// [`Config::holds_per_shard_hint`], at most: a hold (88) and its reclamation entry (16),
+/// and room for two duplicate records (fingerprints 96, reclamation entries 48, key
+/// entries 73-146 as the key table's power-of-two capacity rounds up); README
+/// "Performance" has the per-component table. `payauth bench` measures about 280.
+pub const TABLE_BYTES_PER_HOLD: u64 = 400;
+
+/// Size every shard's tables for a run of `requests` when `--holds-hint` was not given:
+/// `requests / shards` holds (every request of a run may leave a duplicate record for the
+/// length of the window, and any of them may open a hold), so the engine never grows a
+/// table mid-run. A growth copies a table while its shard waits, which a latency
+/// measurement would charge to the engine. The tables are touched at start, so they are
+/// capped at a quarter of the machine's memory (`memory_bytes`; 16 GiB assumed when unknown) across
+/// the shards; a bigger run grows them as it goes. Returns the hint set.
+pub fn size_tables(
+    config: &mut Config,
+    opts: &ReplayOptions,
+    requests: usize,
+    memory_bytes: Option<u64>,
+) -> usize {
+    if opts.holds_per_shard_hint.is_none() {
+        let budget = memory_bytes.unwrap_or(16 << 30) / 4;
+        let cap = (budget / TABLE_BYTES_PER_HOLD / config.shards as u64) as usize;
+        let default = Config::default().holds_per_shard_hint;
+        config.holds_per_shard_hint = requests.div_ceil(config.shards).min(cap).max(default);
+    }
+    config.holds_per_shard_hint
 }
 
 /// The engine configuration a replay runs under: the defaults with `opts` applied, validated.
@@ -213,14 +245,21 @@ pub fn code_counts(decisions: &[Decision]) -> Vec<(Code, u64)> {
 /// Replay the dataset in `dataset_dir` and write `outcomes.csv` and `balances.csv` into
 /// `out_dir`. Nothing is written unless the dataset is valid and every request was decided.
 pub fn replay(dataset_dir: &Path, out_dir: &Path, opts: &ReplayOptions) -> Result<ReplaySummary> {
-    let config = config(opts)?;
+    let mut config = config(opts)?;
     let (chunk_len, in_flight) = pipeline(opts, &config)?;
 
     let load_start = Instant::now();
     let dataset = Dataset::load(dataset_dir).context("invalid dataset")?;
     let load_elapsed = load_start.elapsed();
+    size_tables(
+        &mut config,
+        opts,
+        dataset.traffic.len(),
+        MachineInfo::current().memory_bytes,
+    );
     let as_of_ns = dataset.last_ts_ns();
     let (shards, batch_max) = (config.shards, config.batch_max);
+    let holds_per_shard_hint = config.holds_per_shard_hint;
     let (accounts, tokens) = (dataset.accounts.len(), dataset.tokens.len());
 
     let engine = start_engine(config, dataset.accounts, dataset.tokens)?;
@@ -244,6 +283,7 @@ pub fn replay(dataset_dir: &Path, out_dir: &Path, opts: &ReplayOptions) -> Resul
         batch_max,
         chunk_len,
         in_flight,
+        holds_per_shard_hint,
         as_of_ns,
         out_dir: out_dir.to_path_buf(),
     })
@@ -284,11 +324,17 @@ pub fn replay_measured(
     opts: &ReplayOptions,
     measure: &MeasureOptions,
 ) -> Result<MeasuredReplay> {
-    let config = config(opts)?;
+    let mut config = config(opts)?;
     measure.validate()?;
     let load_start = Instant::now();
     let dataset = Dataset::load(dataset_dir).context("invalid dataset")?;
     let load_elapsed = load_start.elapsed();
+    size_tables(
+        &mut config,
+        opts,
+        dataset.traffic.len(),
+        MachineInfo::current().memory_bytes,
+    );
     let info = dataset_info(dataset_dir, &dataset)?;
     let as_of_ns = dataset.last_ts_ns();
     let engine_settings = EngineSettings::from(&config);
@@ -459,4 +505,42 @@ fn check(reqs: &[Request], start: usize, got: &[Decision]) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sized(opts: &ReplayOptions, requests: usize, memory: Option<u64>) -> usize {
+        let mut config = config(opts).unwrap();
+        size_tables(&mut config, opts, requests, memory)
+    }
+
+    #[test]
+    fn tables_are_sized_for_the_run_within_a_quarter_of_memory() {
+        let two = ReplayOptions {
+            shards: Some(2),
+            ..ReplayOptions::default()
+        };
+        let gib = 1u64 << 30;
+        // The whole run, split over the shards.
+        assert_eq!(sized(&two, 10_000_000, Some(24 * gib)), 5_000_000);
+        assert_eq!(sized(&two, 10_000_001, Some(24 * gib)), 5_000_001);
+        // Never below the engine's default.
+        let floor = Config::default().holds_per_shard_hint;
+        assert_eq!(sized(&two, 1_000, Some(24 * gib)), floor);
+        // A quarter of the memory across the shards, at most.
+        let capped = sized(&two, 1_000_000_000, Some(24 * gib));
+        assert_eq!(capped as u64, 6 * gib / TABLE_BYTES_PER_HOLD / 2);
+        assert_eq!(
+            sized(&two, 1_000_000_000, None) as u64,
+            4 * gib / TABLE_BYTES_PER_HOLD / 2
+        );
+        // --holds-hint wins.
+        let given = ReplayOptions {
+            holds_per_shard_hint: Some(123_456),
+            ..two
+        };
+        assert_eq!(sized(&given, 10_000_000, Some(24 * gib)), 123_456);
+    }
 }

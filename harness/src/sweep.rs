@@ -545,11 +545,19 @@ impl SweepTarget {
     ) -> Result<Measurement> {
         match self {
             SweepTarget::Engine { dataset, .. } => {
-                let mut config = replay::config(&ReplayOptions {
+                let step_opts = ReplayOptions {
                     shards: Some(shards),
                     batch_max: opts.batch_max,
                     ..ReplayOptions::default()
-                })?;
+                };
+                let mut config = replay::config(&step_opts)?;
+                // Sized for the step, so no step measures a table growing.
+                replay::size_tables(
+                    &mut config,
+                    &step_opts,
+                    len,
+                    MachineInfo::current().memory_bytes,
+                );
                 config.journal = durable::journal_in(state_dir, opts.durability);
                 if config.journal.is_some() {
                     remove_dir(state_dir)?;
