@@ -16,6 +16,10 @@ use parking_lot::{Condvar, Mutex};
 use crate::error::{Error, ErrorKind};
 use crate::shard::Job;
 
+/// Rounds of [`Backoff::spin`] (1, 2, 4 ... 64 pause instructions) a waiter spends before
+/// it sleeps: about 127 pauses in all.
+const WAIT_SPINS: usize = 7;
+
 /// Where the jobs of one submitted batch come back.
 pub(crate) struct Slot {
     state: Mutex<State>,
@@ -53,12 +57,16 @@ impl Slot {
     }
 
     /// Block until every job is back (`Ok`, in the order they came back) or an error came
-    /// (`Err`, the first one). Spins briefly first: a batch is often answered within
-    /// microseconds, and a sleep then a wake-up would cost more than that.
+    /// (`Err`, the first one). Spins for a microsecond or two first (an answer that is
+    /// almost there then costs no sleep and wake-up), but never yields in a loop: on a small
+    /// machine the waiter's core is what the shards need, and each yield is a reschedule.
     pub(crate) fn wait(&self) -> Result<Vec<Job>, Error> {
         let backoff = Backoff::new();
-        while !self.finished.load(Ordering::Acquire) && !backoff.is_completed() {
-            backoff.snooze();
+        for _ in 0..WAIT_SPINS {
+            if self.finished.load(Ordering::Acquire) {
+                break;
+            }
+            backoff.spin();
         }
         let mut state = self.state.lock();
         while state.outstanding > 0 && state.error.is_none() {

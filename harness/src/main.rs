@@ -85,7 +85,7 @@ enum Command {
         /// Most requests per submitted batch in a measured run (default 256).
         #[arg(long, value_name = "N", requires = "mode")]
         submit_batch: Option<usize>,
-        /// Open loop: least time between two submits (default 20us); requests due meanwhile
+        /// Open loop: least time between two submits (default 50us); requests due meanwhile
         /// go in one batch. Longer: bigger batches, less handoff cost, more added latency.
         #[arg(long, value_name = "DURATION", value_parser = measure::parse_duration, requires = "mode")]
         linger: Option<Duration>,
