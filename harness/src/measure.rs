@@ -36,7 +36,6 @@ use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, ensure, Context, Result};
-use crossbeam_utils::Backoff;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
@@ -67,8 +66,10 @@ pub const DEFAULT_LINGER: Duration = Duration::from_micros(50);
 /// costs a timer and a wake-up, and overshoots by the timer slack (see [`timer_slack`]).
 /// Spinning longer would take a core from the engine on a small machine.
 const SPIN_BELOW: Duration = Duration::from_micros(5);
-/// The sender's sleep after a `Full` answer that yielding did not clear.
-const FULL_SLEEP: Duration = Duration::from_micros(20);
+/// The sender's back-off after a `Full` answer. The shard queues then hold `queue_depth`
+/// batches each, far more work than this, so there is no hurry; yielding in a loop instead
+/// cost more CPU (a reschedule each) on a busy machine.
+const FULL_BACKOFF: Duration = Duration::from_micros(50);
 /// How long a waiting closed-loop sender sleeps before it looks for a failed collector.
 const WAIT_SLICE: Duration = Duration::from_millis(10);
 
@@ -620,7 +621,6 @@ fn send<T: Target>(
 
         let mut batch = traffic[i..i + len].to_vec();
         let mut full_since: Option<u64> = None;
-        let backoff = Backoff::new();
         let (handle, submit_ns) = loop {
             let attempt_ns = now_ns(start);
             match target.try_submit(batch) {
@@ -632,13 +632,7 @@ fn send<T: Target>(
                     if shared.abort.load(Ordering::Acquire) {
                         bail!("the run stopped: a collector failed");
                     }
-                    // Yield to the target's threads first (a shard is usually about to
-                    // take a batch); sleep only if that does not make room.
-                    if backoff.is_completed() {
-                        std::thread::sleep(FULL_SLEEP);
-                    } else {
-                        backoff.snooze();
-                    }
+                    std::thread::sleep(FULL_BACKOFF);
                 }
                 Err(Refused::Failed(e)) => return Err(e),
             }
