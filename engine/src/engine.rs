@@ -1,7 +1,7 @@
 //! The `Engine` handle a host holds: start from a Config (or recover from its state
 //! directory), submit batches, export, shut down.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::durable::{self, ReplayedRecord, ShardJournal};
 use crate::error::{Error, ErrorKind, SubmitError};
 use crate::journal::RecoveryReport;
+use crate::reply::{Reply, Slot};
 use crate::router::{Directory, Resolved};
 use crate::rules::{Routed, Times};
 use crate::shard::{Job, Msg, Shard};
@@ -41,14 +42,17 @@ pub struct Engine {
     journaled: bool,
     queues: Vec<Sender<Msg>>,
     free_slots: Vec<Arc<AtomicUsize>>,
+    /// Per shard: set when its thread died; then `drains` empties its queue after a send.
+    dead: Vec<Arc<AtomicBool>>,
+    /// A receiving end of each shard's queue, to drop what is sent to a dead shard.
+    drains: Vec<Receiver<Msg>>,
     threads: Vec<JoinHandle<Result<(), Error>>>,
 }
 
 /// Decisions of an accepted batch; [`Pending::wait`] blocks until they are all made.
 #[must_use = "the decisions are only delivered through wait()"]
 pub struct Pending {
-    replies: Receiver<Result<Job, Error>>,
-    jobs: usize,
+    slot: Arc<Slot>,
     decisions: Vec<Decision>,
 }
 
@@ -60,13 +64,7 @@ impl Pending {
     /// decisions of that pass are withheld (they may or may not survive a crash), and the
     /// shard decides nothing more until the engine is recovered.
     pub fn wait(mut self) -> Result<Vec<Decision>, Error> {
-        for _ in 0..self.jobs {
-            let job = self.replies.recv().map_err(|_| {
-                Error::new(
-                    ErrorKind::ShardFailed,
-                    "a shard stopped before deciding the batch (a broken invariant; see its panic message)",
-                )
-            })??;
+        for job in self.slot.wait()? {
             for (&pos, &d) in job.positions.iter().zip(&job.decisions) {
                 self.decisions[pos as usize] = d;
             }
@@ -188,16 +186,21 @@ impl Engine {
         };
         let mut queues = Vec::with_capacity(config.shards);
         let mut free_slots = Vec::with_capacity(config.shards);
+        let mut dead = Vec::with_capacity(config.shards);
+        let mut drains = Vec::with_capacity(config.shards);
         let mut threads = Vec::with_capacity(config.shards);
         for (i, (store, journal)) in stores.into_iter().zip(journals).enumerate() {
             let (tx, rx) = crossbeam_channel::bounded(config.queue_depth + EXPORT_ROOM);
             let slots = Arc::new(AtomicUsize::new(config.queue_depth));
+            let shard_dead = Arc::new(AtomicBool::new(false));
+            let rx_drain = rx.clone();
             let shard = Shard {
                 store,
                 times,
                 batch_max: config.batch_max,
                 rx,
                 free_slots: Arc::clone(&slots),
+                dead: Arc::clone(&shard_dead),
                 journal,
             };
             let handle = std::thread::Builder::new()
@@ -206,6 +209,8 @@ impl Engine {
                 .map_err(|e| Error::new(ErrorKind::Config, format!("spawning shard {i}: {e}")))?;
             queues.push(tx);
             free_slots.push(slots);
+            dead.push(shard_dead);
+            drains.push(rx_drain);
             threads.push(handle);
         }
         Ok(Engine {
@@ -213,6 +218,8 @@ impl Engine {
             journaled: config.journal.is_some(),
             queues,
             free_slots,
+            dead,
+            drains,
             threads,
         })
     }
@@ -234,13 +241,13 @@ impl Engine {
     /// back untouched in [`SubmitError::Full`] and nothing of it has been applied.
     pub fn try_submit(&self, batch: Vec<Request>) -> Result<Pending, SubmitError> {
         let split = self.split(&batch);
-        let mut reserved = Vec::with_capacity(split.jobs.len());
-        for (shard, _) in &split.jobs {
-            if try_reserve(&self.free_slots[*shard]) {
-                reserved.push(*shard);
-            } else {
-                for &s in &reserved {
-                    self.free_slots[s].fetch_add(1, Ordering::AcqRel);
+        for (shard, job) in split.per_shard.iter().enumerate() {
+            if job.is_some() && !try_reserve(&self.free_slots[shard]) {
+                // Give back what this batch reserved before the full shard.
+                for (s, j) in split.per_shard[..shard].iter().enumerate() {
+                    if j.is_some() {
+                        self.free_slots[s].fetch_add(1, Ordering::AcqRel);
+                    }
                 }
                 return Err(SubmitError::Full(batch));
             }
@@ -251,9 +258,14 @@ impl Engine {
     /// Submit a batch, waiting for queue room, and return a handle to its decisions.
     pub fn submit_async(&self, batch: &[Request]) -> Pending {
         let split = self.split(batch);
-        for (shard, _) in &split.jobs {
+        for (shard, _) in split
+            .per_shard
+            .iter()
+            .enumerate()
+            .filter(|(_, j)| j.is_some())
+        {
             let backoff = Backoff::new();
-            while !try_reserve(&self.free_slots[*shard]) {
+            while !try_reserve(&self.free_slots[shard]) {
                 if backoff.is_completed() {
                     std::thread::yield_now();
                 } else {
@@ -274,9 +286,10 @@ impl Engine {
     /// tables are not changed). Sorted by account id, (account id, request id), token.
     pub fn export(&self, as_of_ns: i64) -> Result<StateExport, Error> {
         let mut replies = Vec::with_capacity(self.queues.len());
-        for q in &self.queues {
+        for (shard, q) in self.queues.iter().enumerate() {
             let (tx, rx) = crossbeam_channel::bounded(1);
             q.send(Msg::Export(as_of_ns, tx)).map_err(|_| failed())?;
+            self.drain_if_dead(shard);
             replies.push(rx);
         }
         let mut all = StateExport::default();
@@ -303,7 +316,19 @@ impl Engine {
         state
     }
 
+    /// After a send to `shard`: if its thread has died, drop what is queued there (the job
+    /// just sent among them), so each job's reply answers `ShardFailed` now rather than when
+    /// the engine stops. The shard flags its death, then drains its queue itself; this reads
+    /// the flag after the send, so one of the two drains sees every job.
+    fn drain_if_dead(&self, shard: usize) {
+        fence(Ordering::SeqCst);
+        if self.dead[shard].load(Ordering::SeqCst) {
+            while self.drains[shard].try_recv().is_ok() {}
+        }
+    }
+
     fn stop(&mut self) -> Result<(), Error> {
+        self.drains.clear();
         self.queues.clear(); // the shards drain what is queued, then see the queue close
         let mut result = Ok(());
         for t in self.threads.drain(..) {
@@ -317,7 +342,6 @@ impl Engine {
 
     /// Resolve each request to its shard (or answer `14`/`78` at once) and group by shard.
     fn split(&self, batch: &[Request]) -> Split {
-        let (reply_tx, replies) = crossbeam_channel::unbounded();
         let mut per_shard: Vec<Option<Job>> = (0..self.queues.len()).map(|_| None).collect();
         let mut decisions = Vec::with_capacity(batch.len());
         // Room for an even share plus slack, so the common case never regrows.
@@ -350,7 +374,8 @@ impl Engine {
                         requests: Vec::with_capacity(if journaled { share } else { 0 }),
                         positions: Vec::with_capacity(share),
                         decisions: Vec::with_capacity(share),
-                        reply: reply_tx.clone(),
+                        // Connected to the batch's slot when it is sent.
+                        reply: Reply::default(),
                     });
                     job.ops.push(Routed::new(req, account, token));
                     if self.journaled {
@@ -366,27 +391,23 @@ impl Engine {
                 code,
             });
         }
-        let jobs: Vec<(usize, Job)> = per_shard
-            .into_iter()
-            .enumerate()
-            .filter_map(|(s, j)| j.map(|j| (s, j)))
-            .collect();
         Split {
-            jobs,
-            replies,
+            per_shard,
             decisions,
         }
     }
 
     fn send(&self, split: Split) -> Pending {
-        let jobs = split.jobs.len();
-        for (shard, job) in split.jobs {
-            // Room is reserved; a failed send means the shard died, which wait() reports.
+        let slot = Slot::new(split.per_shard.iter().flatten().count());
+        for (shard, job) in split.per_shard.into_iter().enumerate() {
+            let Some(mut job) = job else { continue };
+            job.reply = Reply::to(&slot);
+            // Room is reserved, and the queue is open while the engine is.
             let _ = self.queues[shard].send(Msg::Batch(job));
+            self.drain_if_dead(shard);
         }
         Pending {
-            replies: split.replies,
-            jobs,
+            slot,
             decisions: split.decisions,
         }
     }
@@ -400,8 +421,10 @@ impl Drop for Engine {
 
 /// A batch resolved and grouped by shard, not yet sent.
 struct Split {
-    jobs: Vec<(usize, Job)>,
-    replies: Receiver<Result<Job, Error>>,
+    /// Indexed by shard: the job for it, if the batch has requests there.
+    per_shard: Vec<Option<Job>>,
+    /// One per request, in batch order: the answers given at resolution, and placeholders
+    /// the shards' decisions overwrite.
     decisions: Vec<Decision>,
 }
 
@@ -416,4 +439,126 @@ fn failed() -> Error {
         ErrorKind::ShardFailed,
         "a shard thread stopped (a broken invariant; see its panic message)",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{AccountStatus, Currency, Kind};
+    use rust_decimal::Decimal;
+
+    const TS_NS: i64 = 1_790_000_000_000_000_000;
+
+    fn engine(shards: usize, accounts: u64) -> Engine {
+        let specs = (1..=accounts)
+            .map(|id| AccountSpec {
+                account_id: id,
+                currency: Currency::Cny,
+                balance: Decimal::ZERO,
+                status: AccountStatus::Active,
+                per_txn_limit: None,
+                daily_limit: None,
+                daily_count_limit: None,
+            })
+            .collect();
+        let config = Config {
+            shards,
+            queue_depth: 4,
+            ..Config::default()
+        };
+        Engine::start(config, specs, Vec::new()).unwrap()
+    }
+
+    /// A top-up of 1.00 to `account`, or `14` for an account that does not exist.
+    fn credit(id: u64, account: u64) -> Request {
+        Request::new(Kind::Credit, id, TS_NS)
+            .with_account(account)
+            .with_amount(Decimal::new(1_00, 2), Currency::Cny)
+    }
+
+    #[test]
+    fn concurrent_submitters_get_their_own_decisions_in_order() {
+        let engine = engine(2, 16);
+        std::thread::scope(|s| {
+            for t in 0..4u64 {
+                let engine = &engine;
+                s.spawn(move || {
+                    for b in 0..500u64 {
+                        // Batches of 1..=9 requests over both shards and unknown accounts
+                        // (answered at resolution), some through try_submit, some waited
+                        // for later, some dropped unwaited.
+                        let len = 1 + (b % 9);
+                        let batch: Vec<Request> = (0..len)
+                            .map(|k| {
+                                let id = (t << 32) | (b << 8) | k;
+                                credit(id, 1 + (id * 7 + k) % 18)
+                            })
+                            .collect();
+                        let pending = match b % 3 {
+                            0 => engine.submit_async(&batch),
+                            _ => loop {
+                                match engine.try_submit(batch.clone()) {
+                                    Ok(p) => break p,
+                                    Err(SubmitError::Full(back)) => {
+                                        assert_eq!(back, batch, "a refused batch comes back");
+                                        std::thread::yield_now();
+                                    }
+                                    Err(e) => panic!("{e}"),
+                                }
+                            },
+                        };
+                        if b % 50 == 49 {
+                            drop(pending);
+                            continue;
+                        }
+                        let got = pending.wait().unwrap();
+                        let ids: Vec<u64> = got.iter().map(|d| d.request_id).collect();
+                        let want: Vec<u64> = batch.iter().map(|r| r.request_id).collect();
+                        assert_eq!(ids, want);
+                        for (d, r) in got.iter().zip(&batch) {
+                            let known = r.account_id.is_some_and(|a| a <= 16);
+                            assert_eq!(d.code == Code::Approved, known, "{d:?}");
+                        }
+                    }
+                });
+            }
+        });
+        // Every request to a known account was applied exactly once, waited for or not.
+        let state = engine.shutdown(TS_NS).unwrap();
+        let applied: Decimal = state.accounts.iter().map(|a| a.balance).sum();
+        let mut want = 0i64;
+        for t in 0..4u64 {
+            for b in 0..500u64 {
+                for k in 0..1 + (b % 9) {
+                    let id = (t << 32) | (b << 8) | k;
+                    want += i64::from((id * 7 + k) % 18 < 16);
+                }
+            }
+        }
+        assert_eq!(applied, Decimal::new(want * 1_00, 2));
+    }
+
+    #[test]
+    fn a_dead_shard_is_reported_as_failed() {
+        let engine = engine(2, 64);
+        let on_shard = |shard: usize| {
+            (1..=64)
+                .map(|a| credit(a, a))
+                .find(|r| engine.shard_for(r) == Some(shard))
+                .unwrap()
+        };
+        let (zero, one) = (on_shard(0), on_shard(1));
+        // A batch queued behind the crash, and one sent after it.
+        let _ = engine.queues[0].send(Msg::Crash);
+        let queued = engine.submit_async(&[zero, one]);
+        assert_eq!(queued.wait().unwrap_err().kind(), ErrorKind::ShardFailed);
+        let after = engine.submit(&[one, zero]).unwrap_err();
+        assert_eq!(after.kind(), ErrorKind::ShardFailed);
+        // The other shard still answers.
+        assert_eq!(engine.submit(&[one]).unwrap()[0].code, Code::Approved);
+        assert_eq!(
+            engine.shutdown(TS_NS).unwrap_err().kind(),
+            ErrorKind::ShardFailed
+        );
+    }
 }

@@ -144,6 +144,7 @@ mod journal;
 mod keytable;
 pub mod model;
 mod prefetch;
+mod reply;
 mod router;
 mod rules;
 mod shard;

@@ -2,7 +2,7 @@
 //! journal the pass, hand the decisions back; also answers state exports and the stop
 //! message.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -12,6 +12,7 @@ use crate::api::{
 };
 use crate::durable::ShardJournal;
 use crate::error::Error;
+use crate::reply::Reply;
 use crate::rules::{decide, Routed, Times};
 use crate::store::Store;
 
@@ -34,8 +35,9 @@ pub(crate) struct Job {
     pub positions: Vec<u32>,
     /// Filled by the shard, one per op.
     pub decisions: Vec<Decision>,
-    /// Where the finished job goes, or the error that kept its decisions back.
-    pub reply: Sender<Result<Job, Error>>,
+    /// Where the finished job goes, or the error that kept its decisions back. Dropped
+    /// unanswered (the shard died), it reports the shard as failed.
+    pub reply: Reply,
 }
 
 /// What a shard's queue carries.
@@ -44,6 +46,9 @@ pub(crate) enum Msg {
     Batch(Job),
     /// Export the state as of the given instant.
     Export(i64, Sender<Result<StateExport, Error>>),
+    /// Panic, as a broken invariant would: for tests of how a dead shard is reported.
+    #[cfg(test)]
+    Crash,
 }
 
 /// The shard's side of the queue, and its counters.
@@ -56,6 +61,9 @@ pub(crate) struct Shard {
     /// Batch slots free in the queue; the router reserves one per job, the shard gives it back
     /// when it takes the job.
     pub free_slots: Arc<AtomicUsize>,
+    /// Set when the thread dies (a panic), before it drops what is queued; see
+    /// `DeathWatch`.
+    pub dead: Arc<AtomicBool>,
     /// The journal, when the engine is durable.
     pub journal: Option<ShardJournal>,
 }
@@ -70,6 +78,10 @@ impl Shard {
     /// decisions, and so is everything queued after it: the shard's state is ahead of its
     /// journal, so it must not decide anything more (the host restarts and recovers).
     pub fn run(mut self) -> Result<(), Error> {
+        let _watch = DeathWatch {
+            rx: self.rx.clone(),
+            dead: Arc::clone(&self.dead),
+        };
         let result = self.serve();
         if let Err(e) = &result {
             self.refuse_rest(e);
@@ -95,6 +107,8 @@ impl Shard {
                         self.decide_pass(&mut pass)?;
                         let _ = reply.send(Ok(self.export(as_of_ns)));
                     }
+                    #[cfg(test)]
+                    Msg::Crash => panic!("shard crash requested by a test"),
                 }
                 if requests < self.batch_max {
                     next = self.rx.try_recv().ok();
@@ -133,13 +147,15 @@ impl Shard {
         }
         while let Ok(msg) = self.rx.recv() {
             match msg {
-                Msg::Batch(job) => {
+                Msg::Batch(mut job) => {
                     self.free_slots.fetch_add(1, Ordering::AcqRel);
-                    let _ = job.reply.send(Err(error.clone()));
+                    std::mem::take(&mut job.reply).fail(error.clone());
                 }
                 Msg::Export(_, reply) => {
                     let _ = reply.send(Err(error.clone()));
                 }
+                #[cfg(test)]
+                Msg::Crash => {}
             }
         }
     }
@@ -162,8 +178,8 @@ impl Shard {
         }
         // A decision is released only after its pass is durable.
         if let Err(e) = journal.commit() {
-            for job in pass.drain(..) {
-                let _ = job.reply.send(Err(e.clone()));
+            for mut job in pass.drain(..) {
+                std::mem::take(&mut job.reply).fail(e.clone());
             }
             return Err(e);
         }
@@ -283,9 +299,29 @@ fn decide_job(
     }
 }
 
+/// Drops, when the shard's thread unwinds from a panic, every message queued for it, so each
+/// queued job's reply answers `ShardFailed` at once: the engine keeps the queue open (it
+/// holds the senders), so they would otherwise wait for the engine to stop.
+struct DeathWatch {
+    rx: Receiver<Msg>,
+    dead: Arc<AtomicBool>,
+}
+
+impl Drop for DeathWatch {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        // Flag first, then drain: a submitter sends, then reads the flag (with the same
+        // fences), so a job it queued after this drain is drained by the submitter itself.
+        self.dead.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        while self.rx.try_recv().is_ok() {}
+    }
+}
+
 /// Hand a decided job back. The submitter may have gone away (dropped its Pending); that
 /// is fine.
-fn release(job: Job) {
-    let reply = job.reply.clone();
-    let _ = reply.send(Ok(job));
+fn release(mut job: Job) {
+    std::mem::take(&mut job.reply).send(job);
 }

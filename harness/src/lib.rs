@@ -28,6 +28,7 @@ pub mod rows;
 pub mod sweep;
 mod sweep_plots;
 pub mod target;
+mod timerslack;
 pub mod traffic;
 pub mod traffic_cli;
 pub mod usl;

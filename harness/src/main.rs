@@ -86,6 +86,10 @@ enum Command {
         /// Most requests per submitted batch in a measured run (default 256).
         #[arg(long, value_name = "N", requires = "mode")]
         submit_batch: Option<usize>,
+        /// Open loop: least time between two submits (default 50us); requests due meanwhile
+        /// go in one batch. Longer: bigger batches, less handoff cost, more added latency.
+        #[arg(long, value_name = "DURATION", value_parser = measure::parse_duration, requires = "mode")]
+        linger: Option<Duration>,
         /// Length of the per-interval histograms (default 1s).
         #[arg(long, value_name = "DURATION", value_parser = measure::parse_duration, requires = "mode")]
         interval: Option<Duration>,
@@ -368,6 +372,7 @@ fn run(cli: Cli) -> Result<()> {
             in_flight,
             warmup,
             submit_batch,
+            linger,
             interval,
             collectors,
             state,
@@ -410,6 +415,7 @@ fn run(cli: Cli) -> Result<()> {
                     let mut m = MeasureOptions::new(mode);
                     m.warmup = warmup.unwrap_or(m.warmup);
                     m.submit_batch = submit_batch.unwrap_or(m.submit_batch);
+                    m.linger = linger.unwrap_or(m.linger);
                     m.interval = interval.unwrap_or(m.interval);
                     m.collectors = collectors.unwrap_or(m.collectors);
                     let run = replay::replay_measured(&dataset_dir, &out, &opts, &m)?;

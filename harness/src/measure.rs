@@ -54,13 +54,22 @@ pub const COLLECTORS_MAX: usize = 64;
 /// The shortest interval the per-interval histograms may be cut into.
 pub const INTERVAL_MIN: Duration = Duration::from_millis(1);
 
-/// Below this much time to wait, the sender yields in a loop instead of sleeping. A sleep
-/// overshoots by tens of microseconds, which the batching of due requests absorbs and which
-/// stays far below the 1 ms lag threshold; spinning longer would take a core from the engine
-/// on a small machine.
-const SPIN_BELOW: Duration = Duration::from_micros(20);
-/// The sender's back-off after a `Full` answer.
-const FULL_BACKOFF: Duration = Duration::from_micros(20);
+/// The longest `linger`.
+pub const LINGER_MAX: Duration = Duration::from_millis(10);
+/// The default `linger`: a quarter of the 200 µs p99 the engine is held to; at 1M/s about
+/// 50 requests a batch. Each submit costs the sender a sleep and the engine a wake-up or two
+/// (several microseconds each on a VM), so a shorter one spends more CPU than it saves
+/// latency.
+pub const DEFAULT_LINGER: Duration = Duration::from_micros(50);
+
+/// Below this much time to wait, the sender yields in a loop instead of sleeping: a sleep
+/// costs a timer and a wake-up, and overshoots by the timer slack (see [`timer_slack`]).
+/// Spinning longer would take a core from the engine on a small machine.
+const SPIN_BELOW: Duration = Duration::from_micros(5);
+/// The sender's back-off after a `Full` answer. The shard queues then hold `queue_depth`
+/// batches each, far more work than this, so there is no hurry; yielding in a loop instead
+/// cost more CPU (a reschedule each) on a busy machine.
+const FULL_BACKOFF: Duration = Duration::from_micros(50);
 /// How long a waiting closed-loop sender sleeps before it looks for a failed collector.
 const WAIT_SLICE: Duration = Duration::from_millis(10);
 
@@ -110,6 +119,11 @@ pub struct MeasureOptions {
     pub warmup: Duration,
     /// Most requests per submitted batch. Default 256.
     pub submit_batch: usize,
+    /// Open loop: the least time between two submits (unless `submit_batch` requests are
+    /// due): requests due meanwhile wait and go in one batch. Longer means fewer, bigger
+    /// batches (less handoff cost per request) for at most this much added latency.
+    /// Default 50 µs.
+    pub linger: Duration,
     /// Collector threads. Default 1.
     pub collectors: usize,
     /// Length of the per-interval histograms. Default 1 s.
@@ -129,6 +143,7 @@ impl MeasureOptions {
             mode,
             warmup: Duration::ZERO,
             submit_batch: 256,
+            linger: DEFAULT_LINGER,
             collectors: 1,
             interval: Duration::from_secs(1),
             progress: std::io::stdout().is_terminal() && std::io::stderr().is_terminal(),
@@ -157,6 +172,10 @@ impl MeasureOptions {
             (1..=SUBMIT_BATCH_MAX).contains(&self.submit_batch),
             "--submit-batch {} is outside 1..={SUBMIT_BATCH_MAX}",
             self.submit_batch
+        );
+        ensure!(
+            self.linger <= LINGER_MAX,
+            "--linger must be at most {LINGER_MAX:?}"
         );
         ensure!(
             (1..=COLLECTORS_MAX).contains(&self.collectors),
@@ -505,7 +524,9 @@ fn bump(counts: &mut Vec<u64>, index: usize, n: u64) {
     counts[index] += n;
 }
 
-/// Sleep (or, close to the time, yield) until `due_ns` after `start`.
+/// Sleep (or, close to the time, yield) until `due_ns` after `start`. The sender's timer
+/// slack is set to [`crate::timerslack::SENDER_SLACK_NS`] (see [`send`]), so a sleep ends within
+/// microseconds of its time rather than the default 50 µs later.
 fn wait_until(start: Instant, due_ns: u64) {
     loop {
         let now = now_ns(start);
@@ -549,6 +570,13 @@ fn send<T: Target>(
         Mode::ClosedLoop { in_flight } => in_flight as u64,
         _ => u64::MAX,
     };
+    // Open loop, the sender sleeps for tens of microseconds at a time: with the default
+    // timer slack each sleep would overshoot by about 50 µs, more than the linger.
+    if !shared.closed_loop {
+        crate::timerslack::set(crate::timerslack::SENDER_SLACK_NS);
+    }
+    let linger_ns = duration_ns(opts.linger);
+    let mut last_submit_ns: Option<u64> = None;
     let mut i = 0;
     while i < n {
         if shared.abort.load(Ordering::Acquire) {
@@ -569,14 +597,21 @@ fn send<T: Target>(
                 .min(opts.submit_batch)
                 .min(n - i)
         } else {
-            let due = shared.schedule.at(traffic, i).expect("open loop");
+            // Go when the next request is due, but not sooner than `linger` after the last
+            // submit, unless a full batch (or the rest of the traffic) is due by then.
+            let at = |k: usize| shared.schedule.at(traffic, k).expect("open loop");
+            let cap = (n - i).min(opts.submit_batch);
+            let due = at(i);
+            let go = match last_submit_ns {
+                Some(last) => due.max((last + linger_ns).min(at(i + cap - 1))),
+                None => due,
+            };
             let now = now_ns(start);
-            if due > now {
-                wait_until(start, due);
+            if go > now {
+                wait_until(start, go);
                 continue;
             }
             // Everything already due, up to the batch cap.
-            let cap = (n - i).min(opts.submit_batch);
             let mut len = 1;
             while len < cap && shared.schedule.at(traffic, i + len).expect("open loop") <= now {
                 len += 1;
@@ -605,6 +640,7 @@ fn send<T: Target>(
         if let Some(since) = full_since {
             sent.backpressure_ns += submit_ns.saturating_sub(since);
         }
+        last_submit_ns = Some(submit_ns);
         let before = shared.outstanding.fetch_add(len as u64, Ordering::AcqRel);
         sent.outstanding_max = sent.outstanding_max.max(before + len as u64);
         sent.batches += 1;
@@ -684,8 +720,7 @@ fn collect<H: Completion>(
         bump(&mut out.decided_per_interval, index, job.len as u64);
         if current.as_ref().is_some_and(|(at, _, _)| *at != index) {
             let (at, lat, svc) = current.take().expect("checked");
-            out.intervals
-                .push(compress(&mut serializer, at, &lat, &svc)?);
+            close_interval(&mut out, &mut serializer, at, &lat, &svc)?;
         }
         let (_, lat_i, svc_i) = current.get_or_insert_with(|| (index, histogram(), histogram()));
 
@@ -698,13 +733,12 @@ fn collect<H: Completion>(
                 None if job.submit_ns >= shared.warmup_ns => job.submit_ns,
                 None => continue,
             };
-            let latency_ns = done_ns.saturating_sub(intended);
-            record_n(&mut out.latency, latency_ns, 1);
-            record_n(lat_i, latency_ns, 1);
+            // Into the interval's histogram only: the run's total is the sum of its
+            // intervals, added up once per interval (one record per request, not two).
+            record_n(lat_i, done_ns.saturating_sub(intended), 1);
             measured += 1;
         }
         if measured > 0 {
-            record_n(&mut out.service, service_ns, measured);
             record_n(svc_i, service_ns, measured);
             out.measured += measured;
             out.last_decided_ns = out.last_decided_ns.max(done_ns);
@@ -712,10 +746,24 @@ fn collect<H: Completion>(
         out.decisions.push((job.first, got));
     }
     if let Some((at, lat, svc)) = current {
-        out.intervals
-            .push(compress(&mut serializer, at, &lat, &svc)?);
+        close_interval(&mut out, &mut serializer, at, &lat, &svc)?;
     }
     Ok(out)
+}
+
+/// Add a finished interval's histograms to the collector's totals and keep them compressed.
+fn close_interval(
+    out: &mut Collected,
+    serializer: &mut V2DeflateSerializer,
+    at: usize,
+    latency: &Histogram<u64>,
+    service: &Histogram<u64>,
+) -> Result<()> {
+    out.latency.add(latency).context("merging histograms")?;
+    out.service.add(service).context("merging histograms")?;
+    out.intervals
+        .push(compress(serializer, at, latency, service)?);
+    Ok(())
 }
 
 fn compress(

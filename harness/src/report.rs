@@ -144,6 +144,10 @@ pub struct Settings {
     pub warmup_ns: u64,
     /// `--submit-batch`: most requests per submitted batch.
     pub submit_batch: usize,
+    /// `--linger`: least time between two open-loop submits, ns (0 in reports written
+    /// before it existed).
+    #[serde(default)]
+    pub linger_ns: u64,
     /// `--collectors`: collector threads.
     pub collectors: usize,
     /// `--interval`: length of the per-interval histograms, ns.
@@ -321,6 +325,7 @@ impl Report {
                 in_flight,
                 warmup_ns: s.warmup_ns,
                 submit_batch: opts.submit_batch,
+                linger_ns: u64::try_from(opts.linger.as_nanos()).unwrap_or(u64::MAX),
                 collectors: opts.collectors,
                 interval_ns: s.interval_ns,
                 lag_p99_max_ns: u64::try_from(opts.lag_p99_max.as_nanos()).unwrap_or(u64::MAX),
