@@ -93,6 +93,12 @@ impl Shard {
                         // Everything queued before the export is decided (and durable)
                         // before it.
                         self.decide_pass(&mut pass)?;
+                        if let Some(journal) = &mut self.journal {
+                            if let Err(e) = journal.wait_durable() {
+                                let _ = reply.send(Err(e.clone()));
+                                return Err(e);
+                            }
+                        }
                         let _ = reply.send(Ok(self.export(as_of_ns)));
                     }
                 }
@@ -160,16 +166,9 @@ impl Shard {
         for job in pass.iter_mut() {
             decide_job(&mut self.store, &self.times, job, Some(&mut *journal));
         }
-        // A decision is released only after its pass is durable.
-        if let Err(e) = journal.commit() {
-            for job in pass.drain(..) {
-                let _ = job.reply.send(Err(e.clone()));
-            }
-            return Err(e);
-        }
-        for job in pass.drain(..) {
-            release(job);
-        }
+        // A decision is released only after its pass is durable: the journal releases the
+        // jobs then (under Sync from its flusher, while this thread decides on).
+        journal.commit(pass)?;
         journal.after_commit(&self.store)
     }
 
@@ -285,7 +284,7 @@ fn decide_job(
 
 /// Hand a decided job back. The submitter may have gone away (dropped its Pending); that
 /// is fine.
-fn release(job: Job) {
+pub(crate) fn release(job: Job) {
     let reply = job.reply.clone();
     let _ = reply.send(Ok(job));
 }
