@@ -16,7 +16,7 @@ use crossbeam_channel::{Receiver, Sender};
 use crate::api::{Code, Request};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind};
-use crate::journal::encoding::encode_record;
+use crate::journal::encoding::{set_record_code, RECORD_BYTES};
 use crate::journal::{
     prune_shard, shard_dir, Durability, JournalConfig, JournalWriter, Mode, RecoveryError,
     RecoveryErrorKind, RecoveryReport, ShardSink, StateDir, StateMeta, LOCK_NAME,
@@ -330,14 +330,12 @@ enum Committer {
 /// most one torn frame at the tail. After a failed write or sync every later pass is
 /// answered with the same error, and the shard learns of it at its next commit and stops.
 struct Pipeline {
-    /// Records of the pass being decided, encoded as the journal stores them.
-    records: Vec<u8>,
     /// Seq of the next record pushed.
     next_seq: u64,
     /// To the flusher; `None` once closed.
     to_flusher: Option<Sender<ToFlusher>>,
-    /// Buffers of passes the flusher is done with, to reuse.
-    spare: Receiver<(Vec<u8>, Vec<Job>)>,
+    /// Job vectors of passes the flusher is done with, to reuse.
+    spare: Receiver<Vec<Job>>,
     /// The flusher's failure, set before any job of the failed pass is answered.
     failed: Arc<OnceLock<Error>>,
     flusher: Option<JoinHandle<()>>,
@@ -345,8 +343,9 @@ struct Pipeline {
 
 /// What the shard hands its flusher.
 enum ToFlusher {
-    /// A decided pass: its records, encoded, and its jobs, released once they are durable.
-    Pass { records: Vec<u8>, jobs: Vec<Job> },
+    /// A decided pass: its jobs, whose records are journaled and which are released once
+    /// they are durable.
+    Pass(Vec<Job>),
     /// Answer once everything handed over before is durable (or has failed).
     Barrier(Sender<Result<(), Error>>),
 }
@@ -367,7 +366,6 @@ impl Pipeline {
             })
             .map_err(|e| journal_failure(shard, format!("spawning the journal flusher: {e}")))?;
         Ok(Pipeline {
-            records: Vec::new(),
             next_seq,
             to_flusher: Some(to_flusher),
             spare,
@@ -384,17 +382,16 @@ impl Pipeline {
         let Some(to_flusher) = &self.to_flusher else {
             return Err(refuse(pass, flusher_gone(shard)));
         };
-        let (records, mut jobs) = self.spare.try_recv().unwrap_or_default();
-        let records = std::mem::replace(&mut self.records, records);
+        let mut jobs = self.spare.try_recv().unwrap_or_default();
         std::mem::swap(pass, &mut jobs);
-        if let Err(returned) = to_flusher.send(ToFlusher::Pass { records, jobs }) {
+        if let Err(returned) = to_flusher.send(ToFlusher::Pass(jobs)) {
             // The flusher is gone (it panicked): nothing of this pass is durable.
             let e = self
                 .failed
                 .get()
                 .cloned()
                 .unwrap_or_else(|| flusher_gone(shard));
-            if let ToFlusher::Pass { mut jobs, .. } = returned.into_inner() {
+            if let ToFlusher::Pass(mut jobs) = returned.into_inner() {
                 refuse(&mut jobs, e.clone());
             }
             return Err(e);
@@ -434,7 +431,7 @@ fn flush_loop(
     mut writer: JournalWriter,
     shard: usize,
     from_shard: &Receiver<ToFlusher>,
-    spare: &Sender<(Vec<u8>, Vec<Job>)>,
+    spare: &Sender<Vec<Job>>,
     failed: &OnceLock<Error>,
 ) {
     let mut group: Vec<ToFlusher> = Vec::with_capacity(PASSES_WAITING_MAX + 1);
@@ -447,8 +444,10 @@ fn flush_loop(
             None => {
                 let first_seq = writer.next_seq();
                 for msg in &group {
-                    if let ToFlusher::Pass { records, .. } = msg {
-                        writer.push_encoded(records);
+                    if let ToFlusher::Pass(jobs) = msg {
+                        for job in jobs {
+                            writer.push_encoded(&job.records);
+                        }
                     }
                 }
                 writer.commit().map_err(|e| {
@@ -467,18 +466,14 @@ fn flush_loop(
         };
         for msg in group.drain(..) {
             match msg {
-                ToFlusher::Pass {
-                    mut records,
-                    mut jobs,
-                } => {
+                ToFlusher::Pass(mut jobs) => {
                     match &outcome {
                         Ok(()) => jobs.drain(..).for_each(release),
                         Err(e) => {
                             refuse(&mut jobs, e.clone());
                         }
                     }
-                    records.clear();
-                    let _ = spare.send((records, jobs));
+                    let _ = spare.send(jobs);
                 }
                 ToFlusher::Barrier(reply) => {
                     let _ = reply.send(outcome.clone());
@@ -544,15 +539,14 @@ impl ShardJournal {
         })
     }
 
-    /// Encode one applied request and its decision into the pass being built (no I/O).
+    /// Journal request `i` of a job with its decision: the router encoded the job's
+    /// requests as records (`records`, back to back), so this only fills in the code. The
+    /// records are written at the commit.
     #[inline]
-    pub fn push(&mut self, request: &Request, code: Code) {
-        match &mut self.commit {
-            Committer::Inline(writer) => writer.push(request, code),
-            Committer::Pipelined(pipe) => {
-                encode_record(&mut pipe.records, request, code);
-                pipe.next_seq += 1;
-            }
+    pub fn push(&mut self, records: &mut [u8], i: usize, code: Code) {
+        set_record_code(records, i, code);
+        if let Committer::Pipelined(pipe) = &mut self.commit {
+            pipe.next_seq += 1;
         }
     }
 
@@ -573,7 +567,11 @@ impl ShardJournal {
             Committer::Inline(writer) => writer,
             Committer::Pipelined(pipe) => return pipe.commit(self.shard, pass),
         };
-        let first = writer.next_seq() - writer.pending();
+        let first = writer.next_seq();
+        for job in pass.iter() {
+            debug_assert_eq!(job.records.len(), job.ops.len() * RECORD_BYTES);
+            writer.push_encoded(&job.records);
+        }
         match writer.commit() {
             Ok(()) => {
                 pass.drain(..).for_each(release);
@@ -719,7 +717,7 @@ impl ShardJournal {
 mod tests {
     use super::*;
     use crate::api::{Currency, Kind};
-    use crate::journal::encoding::{decode_record, RECORD_BYTES};
+    use crate::journal::encoding::{decode_record, encode_record};
     use rust_decimal::Decimal;
 
     /// Every record of a segment file, walking its frames (no checksums: the reader's tests
@@ -759,20 +757,23 @@ mod tests {
         let mut pushed = Vec::new();
         let passes = 40u64;
         for p in 0..passes {
-            for _ in 0..1 + p % 5 {
+            let mut records = Vec::new();
+            for k in 0..(1 + p % 5) as usize {
                 let request = credit(pushed.len() as u64);
                 let code = if p % 3 == 0 {
                     Code::Approved
                 } else {
                     Code::Duplicate
                 };
-                encode_record(&mut pipe.records, &request, code);
+                // As the router encodes it and the shard then fills in its code.
+                encode_record(&mut records, &request, Code::Approved);
+                set_record_code(&mut records, k, code);
                 pipe.next_seq += 1;
                 pushed.push((request, code));
             }
             let mut pass = vec![Job {
                 ops: Vec::new(),
-                requests: Vec::new(),
+                records,
                 positions: vec![pushed.len() as u32],
                 decisions: Vec::new(),
                 reply: reply.clone(),

@@ -12,6 +12,7 @@ use crate::api::{AccountSpec, Code, Decision, Request, StateExport, TokenSpec};
 use crate::config::Config;
 use crate::durable::{self, ReplayedRecord, ShardJournal};
 use crate::error::{Error, ErrorKind, SubmitError};
+use crate::journal::encoding::{encode_record, RECORD_BYTES};
 use crate::journal::RecoveryReport;
 use crate::router::{Directory, Resolved};
 use crate::rules::{Routed, Times};
@@ -347,14 +348,19 @@ impl Engine {
                     let journaled = self.journaled;
                     let job = per_shard[shard].get_or_insert_with(|| Job {
                         ops: Vec::with_capacity(share),
-                        requests: Vec::with_capacity(if journaled { share } else { 0 }),
+                        records: Vec::with_capacity(if journaled {
+                            share * RECORD_BYTES
+                        } else {
+                            0
+                        }),
                         positions: Vec::with_capacity(share),
                         decisions: Vec::with_capacity(share),
                         reply: reply_tx.clone(),
                     });
                     job.ops.push(Routed::new(req, account, token));
                     if self.journaled {
-                        job.requests.push(*req);
+                        // Encoded here, off the shard thread; the shard adds its code.
+                        encode_record(&mut job.records, req, Code::Approved);
                     }
                     job.positions.push(pos as u32);
                     // Placeholder, overwritten by the shard's decision.

@@ -1,5 +1,5 @@
 //! Durability: each shard's write-ahead journal (group commit, one write and at most one
-//! fdatasync per batch), the state directory, and crash recovery (newest snapshot plus the
+//! fdatasync per commit), the state directory, and crash recovery (newest snapshot plus the
 //! journal after it, all shards in parallel). Snapshots themselves are in `crate::snapshot`.
 //!
 //! # The promise

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::api::{
-    from_minor, AccountState, Decision, HoldState, HoldStatus, Request, StateExport, TokenState,
+    from_minor, AccountState, Decision, HoldState, HoldStatus, StateExport, TokenState,
 };
 use crate::durable::ShardJournal;
 use crate::error::Error;
@@ -28,8 +28,9 @@ const HOLD_PREFETCH_DISTANCE: usize = 4;
 pub(crate) struct Job {
     /// The requests, in submission order.
     pub ops: Vec<Routed>,
-    /// The same requests as they came, for the journal (empty when there is none).
-    pub requests: Vec<Request>,
+    /// The same requests as they came, encoded by the router as journal records (decision
+    /// code left for the shard to fill in), back to back; empty when there is no journal.
+    pub records: Vec<u8>,
     /// Positions of `ops` in the submitted batch.
     pub positions: Vec<u32>,
     /// Filled by the shard, one per op.
@@ -273,7 +274,7 @@ fn decide_job(
         }
         let code = decide(store, times, op);
         if let Some(journal) = journal.as_deref_mut() {
-            journal.push(&job.requests[i], code);
+            journal.push(&mut job.records, i, code);
         }
         job.decisions.push(Decision {
             request_id: op.request_id,

@@ -381,6 +381,14 @@ pub(crate) fn encode_record(out: &mut Vec<u8>, req: &Request, code: Code) {
     out.extend_from_slice(&r);
 }
 
+/// Set the decision code of record `i` of records encoded back to back by
+/// [`encode_record`] (the router encodes a request before the shard has decided it; the
+/// code is the record's last byte).
+#[inline]
+pub(crate) fn set_record_code(records: &mut [u8], i: usize, code: Code) {
+    records[i * RECORD_BYTES + RECORD_BYTES - 1] = code_code(code);
+}
+
 /// The field-by-field encoding `encode_record` replaced: the reference its tests compare
 /// against, byte for byte.
 #[cfg(test)]

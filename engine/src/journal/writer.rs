@@ -6,11 +6,13 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::time::Instant;
 
-use crate::api::{Code, Request};
-
-use super::codec::{encode_record, Writer, RECORD_BYTES};
+#[cfg(test)]
+use super::codec::encode_record;
+use super::codec::{Writer, RECORD_BYTES};
 use super::files::{list_shard, segment_name, shard_dir, sync_dir};
 use super::{Durability, JournalConfig};
+#[cfg(test)]
+use crate::api::{Code, Request};
 
 /// Segment file magic.
 pub(crate) const SEGMENT_MAGIC: [u8; 8] = *b"PAYAUTHJ";
@@ -63,8 +65,9 @@ pub struct JournalStats {
 /// for each pass:
 ///     for each request in the pass, in order:
 ///         code = rules::decide(store, times, op)
-///         writer.push(&op.req, code)           // encodes into the batch buffer; no I/O
+///         set the code of the op's record      // the router encoded the request
 ///         job.decisions.push(Decision { .. })
+///     writer.push_encoded(&job.records)        // each job's records; no I/O
 ///     writer.commit()?                         // ONE write (+ ONE fdatasync for Sync)
 ///     release every job of the pass            // only now may a host see the decisions
 /// when idle (queue empty):  writer.sync_if_due()?   (Async only; a no-op otherwise)
@@ -172,6 +175,7 @@ impl JournalWriter {
     }
 
     /// Records pushed but not yet committed.
+    #[cfg(test)]
     pub fn pending(&self) -> u64 {
         self.next_seq - self.committed_seq
     }
@@ -192,7 +196,10 @@ impl JournalWriter {
         self.durability
     }
 
-    /// Add one applied request and its decision to the batch being built (no I/O).
+    /// Add one applied request and its decision to the batch being built (no I/O). The
+    /// engine encodes records before they reach the writer ([`JournalWriter::push_encoded`]);
+    /// tests push requests.
+    #[cfg(test)]
     pub fn push(&mut self, request: &Request, code: Code) {
         self.next_seq += 1;
         if self.durability == Durability::None {
