@@ -1,29 +1,40 @@
 //! The engine's use of the journal and snapshots: a fresh start (snapshot 0 of every shard
-//! before `state.meta`), each shard's journal handle (commit, idle sync, periodic snapshots
-//! on a background thread), and recovery (restore the newest snapshot, replay the journal
-//! through `rules::decide`, demand the journaled decisions).
+//! before `state.meta`), each shard's journal handle (commit, pipelined under
+//! `Durability::Sync` through a flusher thread that syncs a pass and releases it while the
+//! shard decides the next; idle sync; periodic snapshots on a background thread), and
+//! recovery (restore the newest snapshot, replay the journal through `rules::decide`, demand
+//! the journaled decisions).
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
 
 use crate::api::{Code, Request};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind};
+use crate::journal::encoding::{set_record_code, RECORD_BYTES};
 use crate::journal::{
     prune_shard, shard_dir, Durability, JournalConfig, JournalWriter, Mode, RecoveryError,
     RecoveryErrorKind, RecoveryReport, ShardSink, StateDir, StateMeta, LOCK_NAME,
 };
 use crate::router::{Directory, Resolved};
 use crate::rules::{decide, Routed, Times};
+use crate::shard::{release, Job};
 use crate::snapshot::{write_snapshot, ShardImage};
 use crate::store::Store;
 
 /// Snapshots kept per shard by pruning: the newest, and the one before it (with the journal
 /// since), so a damaged newest snapshot can be set aside by hand.
 const SNAPSHOTS_KEPT: usize = 2;
+
+/// Under [`Durability::Sync`], how many decided passes may wait for the flusher while it
+/// writes and syncs the ones before them; a shard with this many waiting blocks until the
+/// flusher takes them (each pass holds its jobs and its encoded records).
+const PASSES_WAITING_MAX: usize = 2;
 
 /// One journaled record as [`crate::Engine::recover_with`] replays it.
 ///
@@ -281,12 +292,12 @@ impl ShardSink for EngineSink<'_> {
     }
 }
 
-/// One shard's side of durability, owned by the shard thread: the journal writer, and the
-/// snapshot schedule.
+/// One shard's side of durability, owned by the shard thread: how its passes are committed,
+/// and the snapshot schedule.
 pub(crate) struct ShardJournal {
     shard: usize,
     root: PathBuf,
-    writer: JournalWriter,
+    commit: Committer,
     /// Snapshot after this many records since the last one (0: never).
     snapshot_every_records: u64,
     /// Seq of the newest snapshot written or being written.
@@ -295,6 +306,203 @@ pub(crate) struct ShardJournal {
     snapshot_thread: Option<JoinHandle<io::Result<()>>>,
     /// Held for as long as the shard journals: the state directory is this engine's.
     _lock: Arc<StateLock>,
+}
+
+/// How a shard's passes reach the disk.
+enum Committer {
+    /// [`Durability::Async`]: the shard encodes and writes each pass itself (a write into the
+    /// page cache), and syncs when the interval is due.
+    Inline(JournalWriter),
+    /// [`Durability::Sync`]: the shard encodes; a flusher thread writes and fdatasyncs and
+    /// then releases the pass, while the shard decides the next one.
+    Pipelined(Pipeline),
+}
+
+/// The shard's end of a pipelined (group) commit.
+///
+/// A pass is decided and encoded on the shard thread, then handed, with its jobs, to the
+/// shard's flusher thread, which owns the [`JournalWriter`]. The flusher takes every pass
+/// waiting for it, writes them as one frame in one write, fdatasyncs once, and only then
+/// releases their jobs. So a decision is still released only after its pass is durable, but
+/// the fdatasync of one pass (a wait on the disk, not CPU) overlaps with deciding the next,
+/// and passes that queue up behind a slow sync share the next one. At most one write is
+/// unsynced at any time, as with a commit on the shard thread, so a machine crash leaves at
+/// most one torn frame at the tail. After a failed write or sync every later pass is
+/// answered with the same error, and the shard learns of it at its next commit and stops.
+struct Pipeline {
+    /// Seq of the next record pushed.
+    next_seq: u64,
+    /// To the flusher; `None` once closed.
+    to_flusher: Option<Sender<ToFlusher>>,
+    /// Job vectors of passes the flusher is done with, to reuse.
+    spare: Receiver<Vec<Job>>,
+    /// The flusher's failure, set before any job of the failed pass is answered.
+    failed: Arc<OnceLock<Error>>,
+    flusher: Option<JoinHandle<()>>,
+}
+
+/// What the shard hands its flusher.
+enum ToFlusher {
+    /// A decided pass: its jobs, whose records are journaled and which are released once
+    /// they are durable.
+    Pass(Vec<Job>),
+    /// Answer once everything handed over before is durable (or has failed).
+    Barrier(Sender<Result<(), Error>>),
+}
+
+impl Pipeline {
+    fn start(writer: JournalWriter, shard: usize, lock: Arc<StateLock>) -> Result<Pipeline, Error> {
+        let next_seq = writer.next_seq();
+        let (to_flusher, from_shard) = crossbeam_channel::bounded(PASSES_WAITING_MAX);
+        let (spare_tx, spare) = crossbeam_channel::unbounded();
+        let failed = Arc::new(OnceLock::new());
+        let flusher_failed = Arc::clone(&failed);
+        let flusher = std::thread::Builder::new()
+            .name(format!("payauth-flush-{shard}"))
+            .spawn(move || {
+                // The lock lives as long as anything may still write to the directory.
+                let _lock = lock;
+                flush_loop(writer, shard, &from_shard, &spare_tx, &flusher_failed);
+            })
+            .map_err(|e| journal_failure(shard, format!("spawning the journal flusher: {e}")))?;
+        Ok(Pipeline {
+            next_seq,
+            to_flusher: Some(to_flusher),
+            spare,
+            failed,
+            flusher: Some(flusher),
+        })
+    }
+
+    /// Hand the pass over (`pass` is left empty); its jobs are answered by the flusher.
+    fn commit(&mut self, shard: usize, pass: &mut Vec<Job>) -> Result<(), Error> {
+        if let Some(e) = self.failed.get() {
+            return Err(refuse(pass, e.clone()));
+        }
+        let Some(to_flusher) = &self.to_flusher else {
+            return Err(refuse(pass, flusher_gone(shard)));
+        };
+        let mut jobs = self.spare.try_recv().unwrap_or_default();
+        std::mem::swap(pass, &mut jobs);
+        if let Err(returned) = to_flusher.send(ToFlusher::Pass(jobs)) {
+            // The flusher is gone (it panicked): nothing of this pass is durable.
+            let e = self
+                .failed
+                .get()
+                .cloned()
+                .unwrap_or_else(|| flusher_gone(shard));
+            if let ToFlusher::Pass(mut jobs) = returned.into_inner() {
+                refuse(&mut jobs, e.clone());
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Wait until everything handed over is durable.
+    fn wait_durable(&mut self, shard: usize) -> Result<(), Error> {
+        let Some(to_flusher) = &self.to_flusher else {
+            return Err(flusher_gone(shard));
+        };
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        to_flusher
+            .send(ToFlusher::Barrier(tx))
+            .map_err(|_| flusher_gone(shard))?;
+        rx.recv().map_err(|_| flusher_gone(shard))?
+    }
+
+    /// Let the flusher finish what it has (answering every job) and stop.
+    fn close(&mut self) {
+        self.to_flusher = None;
+        if let Some(handle) = self.flusher.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// The flusher thread: group commit of the passes the shard hands over, then their release.
+fn flush_loop(
+    mut writer: JournalWriter,
+    shard: usize,
+    from_shard: &Receiver<ToFlusher>,
+    spare: &Sender<Vec<Job>>,
+    failed: &OnceLock<Error>,
+) {
+    let mut group: Vec<ToFlusher> = Vec::with_capacity(PASSES_WAITING_MAX + 1);
+    while let Ok(first) = from_shard.recv() {
+        group.push(first);
+        // Whatever queued up during the last sync shares this one.
+        group.extend(from_shard.try_iter());
+        let outcome = match failed.get() {
+            Some(e) => Err(e.clone()),
+            None => {
+                let first_seq = writer.next_seq();
+                for msg in &group {
+                    if let ToFlusher::Pass(jobs) = msg {
+                        for job in jobs {
+                            writer.push_encoded(&job.records);
+                        }
+                    }
+                }
+                writer.commit().map_err(|e| {
+                    let error = journal_failure(
+                        shard,
+                        format!(
+                            "the journal could not make records {first_seq}..{} durable ({e}); \
+                             their decisions were not released",
+                            writer.next_seq()
+                        ),
+                    );
+                    // Set before any job hears of it, so the shard stops at its next commit.
+                    failed.get_or_init(|| error).clone()
+                })
+            }
+        };
+        for msg in group.drain(..) {
+            match msg {
+                ToFlusher::Pass(mut jobs) => {
+                    match &outcome {
+                        Ok(()) => jobs.drain(..).for_each(release),
+                        Err(e) => {
+                            refuse(&mut jobs, e.clone());
+                        }
+                    }
+                    let _ = spare.send(jobs);
+                }
+                ToFlusher::Barrier(reply) => {
+                    let _ = reply.send(outcome.clone());
+                }
+            }
+        }
+    }
+}
+
+/// Answer every job of `jobs` (left empty) with `error`; returns it.
+fn refuse(jobs: &mut Vec<Job>, error: Error) -> Error {
+    for mut job in jobs.drain(..) {
+        std::mem::take(&mut job.reply).fail(error.clone());
+    }
+    error
+}
+
+fn journal_failure(shard: usize, what: String) -> Error {
+    Error::new(
+        ErrorKind::Journal,
+        format!(
+            "shard {shard}: {what}; the shard decides nothing more: restart with \
+             Engine::recover"
+        ),
+    )
+}
+
+fn flusher_gone(shard: usize) -> Error {
+    journal_failure(shard, "the journal flusher stopped".to_string())
 }
 
 impl ShardJournal {
@@ -314,10 +522,16 @@ impl ShardJournal {
                 format!("shard {shard}: opening the journal at record {next_seq}: {e}"),
             )
         })?;
+        let commit = match jc.durability {
+            Durability::Sync => {
+                Committer::Pipelined(Pipeline::start(writer, shard, Arc::clone(&lock))?)
+            }
+            Durability::Async { .. } | Durability::None => Committer::Inline(writer),
+        };
         Ok(ShardJournal {
             shard,
             root: jc.dir.clone(),
-            writer,
+            commit,
             snapshot_every_records: config.snapshot_every_records,
             snapshot_seq,
             snapshot_thread: None,
@@ -325,38 +539,83 @@ impl ShardJournal {
         })
     }
 
-    /// Encode one applied request and its decision into the pass being built (no I/O).
+    /// Journal request `i` of a job with its decision: the router encoded the job's
+    /// requests as records (`records`, back to back), so this only fills in the code. The
+    /// records are written at the commit.
     #[inline]
-    pub fn push(&mut self, request: &Request, code: Code) {
-        self.writer.push(request, code);
+    pub fn push(&mut self, records: &mut [u8], i: usize, code: Code) {
+        set_record_code(records, i, code);
+        if let Committer::Pipelined(pipe) = &mut self.commit {
+            pipe.next_seq += 1;
+        }
     }
 
-    /// Make the pass durable: one write and (Sync) one fdatasync. On an error the pass's
-    /// decisions must not be released.
-    pub fn commit(&mut self) -> Result<(), Error> {
-        let first = self.writer.next_seq() - self.writer.pending();
-        self.writer.commit().map_err(|e| {
-            self.failed(format!(
-                "the journal could not make records {first}..{} durable ({e}); their decisions \
-                 were not released",
-                self.writer.next_seq()
-            ))
-        })
+    /// Seq the next pushed record gets: after a commit, the count of records applied.
+    fn next_seq(&self) -> u64 {
+        match &self.commit {
+            Committer::Inline(writer) => writer.next_seq(),
+            Committer::Pipelined(pipe) => pipe.next_seq,
+        }
+    }
+
+    /// Commit the pass whose records were pushed, and release its jobs (`pass` is left
+    /// empty) once it is durable: at once here (one write and, under Sync, one fdatasync)
+    /// or, pipelined, from the flusher thread when its sync is done. On an error the jobs of
+    /// the pass are answered with it instead, and the shard must decide nothing more.
+    pub fn commit(&mut self, pass: &mut Vec<Job>) -> Result<(), Error> {
+        let writer = match &mut self.commit {
+            Committer::Inline(writer) => writer,
+            Committer::Pipelined(pipe) => return pipe.commit(self.shard, pass),
+        };
+        let first = writer.next_seq();
+        for job in pass.iter() {
+            debug_assert_eq!(job.records.len(), job.ops.len() * RECORD_BYTES);
+            writer.push_encoded(&job.records);
+        }
+        match writer.commit() {
+            Ok(()) => {
+                pass.drain(..).for_each(release);
+                Ok(())
+            }
+            Err(e) => {
+                let what = format!(
+                    "the journal could not make records {first}..{} durable ({e}); their \
+                     decisions were not released",
+                    writer.next_seq()
+                );
+                Err(refuse(pass, journal_failure(self.shard, what)))
+            }
+        }
+    }
+
+    /// Wait until every pass committed so far is durable (pipelined commits release later;
+    /// an export, a snapshot and a clean stop wait for them).
+    pub fn wait_durable(&mut self) -> Result<(), Error> {
+        match &mut self.commit {
+            Committer::Inline(_) => Ok(()),
+            Committer::Pipelined(pipe) => pipe.wait_durable(self.shard),
+        }
     }
 
     /// How long the shard may wait for work before it must look at the journal: under
     /// [`Durability::Async`], while written data is unsynced, so an idle shard syncs its
     /// tail within about an interval. `None`: wait as long as it takes.
     pub fn idle_sync_interval(&self) -> Option<Duration> {
-        match self.writer.durability() {
-            Durability::Async { interval } if self.writer.unsynced() => Some(interval),
+        let Committer::Inline(writer) = &self.commit else {
+            return None;
+        };
+        match writer.durability() {
+            Durability::Async { interval } if writer.unsynced() => Some(interval),
             Durability::Async { .. } | Durability::Sync | Durability::None => None,
         }
     }
 
     /// fdatasync a dirty tail whose interval has passed (Async; a no-op otherwise).
     pub fn sync_if_due(&mut self) -> Result<(), Error> {
-        match self.writer.sync_if_due() {
+        let Committer::Inline(writer) = &mut self.commit else {
+            return Ok(());
+        };
+        match writer.sync_if_due() {
             Ok(_) => Ok(()),
             Err(e) => Err(self.failed(format!("the journal could not be synced ({e})"))),
         }
@@ -378,13 +637,16 @@ impl ShardJournal {
         {
             self.join_snapshot()?;
         }
-        let seq = self.writer.next_seq();
+        let seq = self.next_seq();
         if self.snapshot_every_records == 0
             || self.snapshot_thread.is_some()
             || seq - self.snapshot_seq < self.snapshot_every_records
         {
             return Ok(());
         }
+        // A snapshot covers records [0, seq): they must be durable before it can be, or a
+        // crash could keep a state whose decisions were never released.
+        self.wait_durable()?;
         // A copy of the tables (close to a memcpy) is the only work done on the shard
         // thread; the image is built from it, written and pruned in the background.
         let frozen = store.clone();
@@ -421,29 +683,136 @@ impl ShardJournal {
 
     /// At a clean stop: make an Async tail durable and let a running snapshot finish.
     pub fn finish(&mut self) -> Result<(), Error> {
-        let synced = self
-            .writer
-            .sync()
-            .map_err(|e| self.failed(format!("the final journal sync failed ({e})")));
+        let synced = match &mut self.commit {
+            Committer::Inline(writer) => writer.sync().map_err(|e| {
+                journal_failure(self.shard, format!("the final journal sync failed ({e})"))
+            }),
+            Committer::Pipelined(pipe) => {
+                let durable = pipe.wait_durable(self.shard);
+                pipe.close();
+                durable
+            }
+        };
         let joined = self.join_snapshot();
         synced.and(joined)
     }
 
-    /// After a failure: let a running snapshot finish, ignoring its outcome.
+    /// After a failure: let the flusher answer what it holds and a running snapshot
+    /// finish, ignoring their outcome.
     pub fn abandon(&mut self) {
+        if let Committer::Pipelined(pipe) = &mut self.commit {
+            pipe.close();
+        }
         if let Some(handle) = self.snapshot_thread.take() {
             let _ = handle.join();
         }
     }
 
     fn failed(&self, what: String) -> Error {
-        Error::new(
-            ErrorKind::Journal,
-            format!(
-                "shard {}: {what}; the shard decides nothing more: restart with \
-                 Engine::recover",
-                self.shard
-            ),
-        )
+        journal_failure(self.shard, what)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{Currency, Kind};
+    use crate::journal::encoding::{decode_record, encode_record};
+    use crate::reply::{Reply, Slot};
+    use rust_decimal::Decimal;
+
+    /// Every record of a segment file, walking its frames (no checksums: the reader's tests
+    /// cover those).
+    fn records_on_file(path: &Path) -> Vec<(Request, Code)> {
+        let bytes = std::fs::read(path).unwrap_or_default();
+        let mut out = Vec::new();
+        let mut at = 32; // segment header
+        while at + 8 <= bytes.len() {
+            let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+            let body = &bytes[at + 8..at + 8 + len];
+            for record in body[12..].chunks(RECORD_BYTES) {
+                out.push(decode_record(record).unwrap());
+            }
+            at += 8 + len;
+        }
+        out
+    }
+
+    fn credit(i: u64) -> Request {
+        Request::new(Kind::Credit, i, 1_700_000_000_000_000_000 + i as i64)
+            .with_account(1 + i % 7)
+            .with_amount(Decimal::new(i as i64 + 1, 2), Currency::Cny)
+    }
+
+    #[test]
+    fn pipelined_passes_are_released_only_once_their_records_are_written_in_order() {
+        let root = tempfile::tempdir().unwrap();
+        let config = JournalConfig::new(root.path());
+        let lock = lock_state(root.path()).unwrap();
+        let writer = JournalWriter::open(&config, 0, 0).unwrap();
+        let mut pipe = Pipeline::start(writer, 0, lock).unwrap();
+        let segment = shard_dir(root.path(), 0).join(crate::journal::segment_name(0));
+        // One reply slot per pass, so the test sees which passes are released when.
+        // Passes of 1..=5 records; each job's first position says how many records the
+        // passes up to and including its own hold.
+        let mut pushed = Vec::new();
+        let mut slots = Vec::new();
+        let passes = 40u64;
+        for p in 0..passes {
+            let mut records = Vec::new();
+            for k in 0..(1 + p % 5) as usize {
+                let request = credit(pushed.len() as u64);
+                let code = if p % 3 == 0 {
+                    Code::Approved
+                } else {
+                    Code::Duplicate
+                };
+                // As the router encodes it and the shard then fills in its code.
+                encode_record(&mut records, &request, Code::Approved);
+                set_record_code(&mut records, k, code);
+                pipe.next_seq += 1;
+                pushed.push((request, code));
+            }
+            let slot = Slot::new(1);
+            let mut pass = vec![Job {
+                ops: Vec::new(),
+                records,
+                positions: vec![pushed.len() as u32],
+                decisions: Vec::new(),
+                reply: Reply::to(&slot),
+            }];
+            slots.push(slot);
+            pipe.commit(0, &mut pass).unwrap();
+            assert!(pass.is_empty(), "the pass was handed over");
+        }
+        // Watch the releases as they happen: the passes released at any moment are always
+        // the first k, and each is released only once its records (and every earlier one)
+        // are on file.
+        let mut seen = 0;
+        while seen < slots.len() {
+            let finished: Vec<bool> = slots.iter().map(|s| s.is_finished()).collect();
+            let k = finished.iter().take_while(|&&f| f).count();
+            assert!(
+                finished[k..].iter().all(|&f| !f),
+                "released out of order: {finished:?}"
+            );
+            if k > seen {
+                let on_file = records_on_file(&segment);
+                for slot in &slots[seen..k] {
+                    let job = slot.wait().unwrap().pop().unwrap();
+                    let through = job.positions[0] as usize;
+                    assert!(on_file.len() >= through, "{} < {through}", on_file.len());
+                }
+                seen = k;
+            }
+            std::thread::yield_now();
+        }
+        pipe.wait_durable(0).unwrap();
+        pipe.close();
+        let on_file = records_on_file(&segment);
+        assert_eq!(on_file.len(), pushed.len());
+        for (got, want) in on_file.iter().zip(&pushed) {
+            assert_eq!(got, want);
+        }
     }
 }

@@ -12,6 +12,7 @@ use crate::api::{AccountSpec, Code, Decision, Request, StateExport, TokenSpec};
 use crate::config::Config;
 use crate::durable::{self, ReplayedRecord, ShardJournal};
 use crate::error::{Error, ErrorKind, SubmitError};
+use crate::journal::encoding::{encode_record, RECORD_BYTES};
 use crate::journal::RecoveryReport;
 use crate::reply::{Reply, Slot};
 use crate::router::{Directory, Resolved};
@@ -371,7 +372,11 @@ impl Engine {
                     let journaled = self.journaled;
                     let job = per_shard[shard].get_or_insert_with(|| Job {
                         ops: Vec::with_capacity(share),
-                        requests: Vec::with_capacity(if journaled { share } else { 0 }),
+                        records: Vec::with_capacity(if journaled {
+                            share * RECORD_BYTES
+                        } else {
+                            0
+                        }),
                         positions: Vec::with_capacity(share),
                         decisions: Vec::with_capacity(share),
                         // Connected to the batch's slot when it is sent.
@@ -379,7 +384,8 @@ impl Engine {
                     });
                     job.ops.push(Routed::new(req, account, token));
                     if self.journaled {
-                        job.requests.push(*req);
+                        // Encoded here, off the shard thread; the shard adds its code.
+                        encode_record(&mut job.records, req, Code::Approved);
                     }
                     job.positions.push(pos as u32);
                     // Placeholder, overwritten by the shard's decision.

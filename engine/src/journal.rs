@@ -1,5 +1,5 @@
 //! Durability: each shard's write-ahead journal (group commit, one write and at most one
-//! fdatasync per batch), the state directory, and crash recovery (newest snapshot plus the
+//! fdatasync per commit), the state directory, and crash recovery (newest snapshot plus the
 //! journal after it, all shards in parallel). Snapshots themselves are in `crate::snapshot`.
 //!
 //! # The promise
@@ -86,6 +86,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+#[cfg(test)]
+pub(crate) use files::segment_name;
 pub(crate) use files::{shard_dir, snapshot_name, sync_dir, tmp_path};
 pub use state::{prune_shard, Mode, RecoveryReport, ShardReport, ShardSink, StateDir, StateMeta};
 pub(crate) use state::{Start, LOCK_NAME};

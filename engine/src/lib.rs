@@ -66,7 +66,9 @@
 //! With [`Config::journal`] set, each shard appends every request it applies, with its
 //! decision, to its own write-ahead journal, and releases the decisions of a pass only
 //! after the pass is durable: one write and, under [`Durability::Sync`] (the default of
-//! [`JournalConfig::new`]), one fdatasync per pass (group commit). Snapshots of each shard
+//! [`JournalConfig::new`]), one fdatasync per pass, done by the shard's flusher thread
+//! while the shard decides the next pass (passes waiting for the flusher share one sync:
+//! group commit). Snapshots of each shard
 //! ([`Config::snapshot_every_records`]) bound the replay. The promise:
 //! - **every decision a host has received survives a crash** (of the process; of the
 //!   machine too under [`Durability::Sync`]; [`Durability::Async`] may lose up to its

@@ -79,6 +79,12 @@ impl Slot {
         }
     }
 
+    /// Nothing more will come (every job is back, or an error came).
+    #[cfg(test)]
+    pub(crate) fn is_finished(&self) -> bool {
+        self.finished.load(Ordering::Acquire)
+    }
+
     fn answer(&self, outcome: Result<Job, Error>) {
         let mut state = self.state.lock();
         debug_assert!(state.outstanding > 0, "more answers than jobs");
@@ -152,7 +158,7 @@ mod tests {
     fn job(pos: u32) -> Job {
         Job {
             ops: Vec::new(),
-            requests: Vec::new(),
+            records: Vec::new(),
             positions: vec![pos],
             decisions: vec![Decision {
                 request_id: u64::from(pos),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::api::{
-    from_minor, AccountState, Decision, HoldState, HoldStatus, Request, StateExport, TokenState,
+    from_minor, AccountState, Decision, HoldState, HoldStatus, StateExport, TokenState,
 };
 use crate::durable::ShardJournal;
 use crate::error::Error;
@@ -29,8 +29,9 @@ const HOLD_PREFETCH_DISTANCE: usize = 4;
 pub(crate) struct Job {
     /// The requests, in submission order.
     pub ops: Vec<Routed>,
-    /// The same requests as they came, for the journal (empty when there is none).
-    pub requests: Vec<Request>,
+    /// The same requests as they came, encoded by the router as journal records (decision
+    /// code left for the shard to fill in), back to back; empty when there is no journal.
+    pub records: Vec<u8>,
     /// Positions of `ops` in the submitted batch.
     pub positions: Vec<u32>,
     /// Filled by the shard, one per op.
@@ -105,6 +106,12 @@ impl Shard {
                         // Everything queued before the export is decided (and durable)
                         // before it.
                         self.decide_pass(&mut pass)?;
+                        if let Some(journal) = &mut self.journal {
+                            if let Err(e) = journal.wait_durable() {
+                                let _ = reply.send(Err(e.clone()));
+                                return Err(e);
+                            }
+                        }
                         let _ = reply.send(Ok(self.export(as_of_ns)));
                     }
                     #[cfg(test)]
@@ -176,16 +183,9 @@ impl Shard {
         for job in pass.iter_mut() {
             decide_job(&mut self.store, &self.times, job, Some(&mut *journal));
         }
-        // A decision is released only after its pass is durable.
-        if let Err(e) = journal.commit() {
-            for mut job in pass.drain(..) {
-                std::mem::take(&mut job.reply).fail(e.clone());
-            }
-            return Err(e);
-        }
-        for job in pass.drain(..) {
-            release(job);
-        }
+        // A decision is released only after its pass is durable: the journal releases the
+        // jobs then (under Sync from its flusher, while this thread decides on).
+        journal.commit(pass)?;
         journal.after_commit(&self.store)
     }
 
@@ -290,7 +290,7 @@ fn decide_job(
         }
         let code = decide(store, times, op);
         if let Some(journal) = journal.as_deref_mut() {
-            journal.push(&job.requests[i], code);
+            journal.push(&mut job.records, i, code);
         }
         job.decisions.push(Decision {
             request_id: op.request_id,
@@ -322,6 +322,6 @@ impl Drop for DeathWatch {
 
 /// Hand a decided job back. The submitter may have gone away (dropped its Pending); that
 /// is fine.
-fn release(mut job: Job) {
+pub(crate) fn release(mut job: Job) {
     std::mem::take(&mut job.reply).send(job);
 }

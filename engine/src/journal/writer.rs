@@ -6,11 +6,13 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::time::Instant;
 
-use crate::api::{Code, Request};
-
-use super::codec::{encode_record, Writer, RECORD_BYTES};
+#[cfg(test)]
+use super::codec::encode_record;
+use super::codec::{Writer, RECORD_BYTES};
 use super::files::{list_shard, segment_name, shard_dir, sync_dir};
 use super::{Durability, JournalConfig};
+#[cfg(test)]
+use crate::api::{Code, Request};
 
 /// Segment file magic.
 pub(crate) const SEGMENT_MAGIC: [u8; 8] = *b"PAYAUTHJ";
@@ -63,8 +65,9 @@ pub struct JournalStats {
 /// for each pass:
 ///     for each request in the pass, in order:
 ///         code = rules::decide(store, times, op)
-///         writer.push(&op.req, code)           // encodes into the batch buffer; no I/O
+///         set the code of the op's record      // the router encoded the request
 ///         job.decisions.push(Decision { .. })
+///     writer.push_encoded(&job.records)        // each job's records; no I/O
 ///     writer.commit()?                         // ONE write (+ ONE fdatasync for Sync)
 ///     release every job of the pass            // only now may a host see the decisions
 /// when idle (queue empty):  writer.sync_if_due()?   (Async only; a no-op otherwise)
@@ -172,6 +175,7 @@ impl JournalWriter {
     }
 
     /// Records pushed but not yet committed.
+    #[cfg(test)]
     pub fn pending(&self) -> u64 {
         self.next_seq - self.committed_seq
     }
@@ -192,25 +196,67 @@ impl JournalWriter {
         self.durability
     }
 
-    /// Add one applied request and its decision to the batch being built (no I/O).
+    /// Add one applied request and its decision to the batch being built (no I/O). The
+    /// engine encodes records before they reach the writer ([`JournalWriter::push_encoded`]);
+    /// tests push requests.
+    #[cfg(test)]
     pub fn push(&mut self, request: &Request, code: Code) {
         self.next_seq += 1;
         if self.durability == Durability::None {
             return;
         }
         if self.frame_records == 0 {
-            self.frame_start = self.buf.len();
-            let mut w = Writer(&mut self.buf);
-            w.u32(0); // len, filled by close_frame
-            w.u32(0); // crc, filled by close_frame
-            w.u64(self.next_seq - 1);
-            w.u32(0); // count, filled by close_frame
+            self.open_frame(self.next_seq - 1);
         }
         encode_record(&mut self.buf, request, code);
         self.frame_records += 1;
         if self.frame_records == self.frame_records_max {
             self.close_frame();
         }
+    }
+
+    /// Add records already encoded with [`encode_record`], back to back, to the batch being
+    /// built (no I/O): the same bytes, frames and numbering as pushing them one by one. The
+    /// pipelined commit encodes on the shard thread and hands the bytes to the thread that
+    /// owns the writer.
+    pub(crate) fn push_encoded(&mut self, records: &[u8]) {
+        assert!(
+            records.len().is_multiple_of(RECORD_BYTES),
+            "whole records only ({} bytes)",
+            records.len()
+        );
+        let mut rest = records;
+        if self.durability == Durability::None {
+            self.next_seq += (rest.len() / RECORD_BYTES) as u64;
+            return;
+        }
+        while !rest.is_empty() {
+            if self.frame_records == 0 {
+                self.open_frame(self.next_seq);
+            }
+            let room = (self.frame_records_max - self.frame_records) as usize;
+            let n = room.min(rest.len() / RECORD_BYTES);
+            let (now, later) = rest.split_at(n * RECORD_BYTES);
+            self.buf.extend_from_slice(now);
+            // n <= room, which is a u32.
+            self.frame_records += n as u32;
+            self.next_seq += n as u64;
+            rest = later;
+            if self.frame_records == self.frame_records_max {
+                self.close_frame();
+            }
+        }
+    }
+
+    /// Start a frame whose first record is `first_seq`; its length, count and checksum are
+    /// filled in by [`JournalWriter::close_frame`].
+    fn open_frame(&mut self, first_seq: u64) {
+        self.frame_start = self.buf.len();
+        let mut w = Writer(&mut self.buf);
+        w.u32(0); // len
+        w.u32(0); // crc
+        w.u64(first_seq);
+        w.u32(0); // count
     }
 
     /// Fill in the open frame's length, count and checksum.
