@@ -107,20 +107,37 @@ fn lock_state(root: &Path) -> Result<Arc<StateLock>, Error> {
         .write(true)
         .open(&path)
         .map_err(journal_err)?;
-    match file.try_lock() {
-        Ok(()) => Ok(Arc::new(StateLock { _file: file })),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::new(
-            ErrorKind::StateLocked,
-            format!(
-                "{} is open in another engine (it holds the lock on {}): one engine per \
-                 state directory; stop the other one first",
-                root.display(),
-                path.display()
-            ),
-        )),
-        Err(std::fs::TryLockError::Error(e)) => Err(journal_err(e)),
+    // A lock another engine holds stays held; but a child process the host is spawning
+    // holds it too for a moment, between its fork and its exec (it shares this process's
+    // open files until then), even after the engine that took it is gone: wait that out.
+    let mut attempts = LOCK_ATTEMPTS;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(Arc::new(StateLock { _file: file })),
+            Err(std::fs::TryLockError::WouldBlock) if attempts > 1 => {
+                attempts -= 1;
+                std::thread::sleep(LOCK_RETRY);
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::new(
+                    ErrorKind::StateLocked,
+                    format!(
+                        "{} is open in another engine (it holds the lock on {}): one engine \
+                         per state directory; stop the other one first",
+                        root.display(),
+                        path.display()
+                    ),
+                ))
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(journal_err(e)),
+        }
     }
 }
+
+/// How many times [`lock_state`] tries the lock, [`LOCK_RETRY`] apart (about a quarter of a
+/// second in all), before it answers [`ErrorKind::StateLocked`].
+const LOCK_ATTEMPTS: u32 = 50;
+const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// Create the state directory for a fresh start of `stores`: snapshot 0 of every shard,
 /// then `state.meta` (the commit point), then one writer per shard at record 0. Refuses a

@@ -36,7 +36,9 @@ pub enum ErrorKind {
     /// point the config at an empty directory.
     StateExists,
     /// Another engine (in this process or another) has the state directory open: one
-    /// engine per state directory, or their journals would interleave.
+    /// engine per state directory, or their journals would interleave. Answered after
+    /// trying for about a quarter of a second (a child process being spawned holds the
+    /// lock for a moment too).
     StateLocked,
 }
 
