@@ -230,7 +230,15 @@ impl Target for SlowSubmit {
 
 #[test]
 fn a_sender_that_falls_behind_says_so_and_reports_what_it_offered() {
-    let target = SlowSubmit(StandIn::start(StandInConfig::default()).unwrap());
+    // Room for every batch the test submits, so the target never pushes back (on a loaded
+    // machine its worker may lag): the lateness is then the sender's own, as asserted.
+    let target = SlowSubmit(
+        StandIn::start(StandInConfig {
+            queue_batches: 256,
+            ..StandInConfig::default()
+        })
+        .unwrap(),
+    );
     // 2000/s asked, but one request per batch and >= 2 ms per submit: at most 500/s.
     let mut opts = options(Mode::Rate { per_sec: 2000.0 });
     opts.submit_batch = 1;
