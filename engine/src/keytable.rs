@@ -128,9 +128,7 @@ impl KeyTable {
     /// which grows common as the table fills) finds the entries after it loaded too.
     #[inline]
     pub fn prefetch(&self, key: (u32, u64)) {
-        let home = self.entries.as_ptr().wrapping_add(self.home(key));
-        crate::prefetch::prefetch_read(home);
-        crate::prefetch::prefetch_read(home.cast::<u8>().wrapping_add(64));
+        crate::prefetch::prefetch_probe(self.entries.as_ptr().wrapping_add(self.home(key)));
     }
 
     /// Find `key`, or the empty entry where it would be inserted.

@@ -13,3 +13,14 @@ pub(crate) fn prefetch_read<T>(ptr: *const T) {
     #[cfg(not(target_arch = "x86_64"))]
     let _ = ptr;
 }
+
+/// Bytes in a cache line on the targets the engine is tuned for.
+const CACHE_LINE: usize = 64;
+
+/// [`prefetch_read`] the cache line holding `*ptr` and the next one: where a linear probe
+/// that starts at `ptr` runs on to when its first line is taken.
+#[inline(always)]
+pub(crate) fn prefetch_probe<T>(ptr: *const T) {
+    prefetch_read(ptr);
+    prefetch_read(ptr.cast::<u8>().wrapping_add(CACHE_LINE));
+}

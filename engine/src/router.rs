@@ -92,9 +92,7 @@ impl DirMap {
     fn prefetch(&self, key: u64) {
         // The home slot's cache line and the next: at up to 7/8 full, a lookup often probes
         // past the slots of the home line.
-        let home = self.slots.as_ptr().wrapping_add(self.home(key));
-        crate::prefetch::prefetch_read(home);
-        crate::prefetch::prefetch_read(home.cast::<u8>().wrapping_add(64));
+        crate::prefetch::prefetch_probe(self.slots.as_ptr().wrapping_add(self.home(key)));
     }
 
     #[inline]
