@@ -23,7 +23,7 @@ use crate::journal::{
 };
 use crate::router::{Directory, Resolved};
 use crate::rules::{decide, Routed, Times};
-use crate::shard::{release, Job};
+use crate::shard::{refuse_job, release, Job};
 use crate::snapshot::{write_snapshot, ShardImage};
 use crate::store::Store;
 
@@ -502,8 +502,8 @@ fn flush_loop(
 
 /// Answer every job of `jobs` (left empty) with `error`; returns it.
 fn refuse(jobs: &mut Vec<Job>, error: Error) -> Error {
-    for mut job in jobs.drain(..) {
-        std::mem::take(&mut job.reply).fail(error.clone());
+    for job in jobs.drain(..) {
+        refuse_job(job, error.clone());
     }
     error
 }

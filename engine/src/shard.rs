@@ -154,9 +154,9 @@ impl Shard {
         }
         while let Ok(msg) = self.rx.recv() {
             match msg {
-                Msg::Batch(mut job) => {
+                Msg::Batch(job) => {
                     self.free_slots.fetch_add(1, Ordering::AcqRel);
-                    std::mem::take(&mut job.reply).fail(error.clone());
+                    refuse_job(job, error.clone());
                 }
                 Msg::Export(_, reply) => {
                     let _ = reply.send(Err(error.clone()));
@@ -324,4 +324,9 @@ impl Drop for DeathWatch {
 /// is fine.
 pub(crate) fn release(mut job: Job) {
     std::mem::take(&mut job.reply).send(job);
+}
+
+/// Answer a job with `error` instead of its decisions.
+pub(crate) fn refuse_job(mut job: Job, error: Error) {
+    std::mem::take(&mut job.reply).fail(error);
 }
