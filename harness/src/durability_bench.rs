@@ -15,7 +15,6 @@ use payauth_engine::{Decision, Durability, Engine};
 use crate::dataset::Dataset;
 use crate::durable::{self, durability_name};
 use crate::measure::{self, fmt_ns, MeasureOptions, Mode};
-use crate::provenance::MachineInfo;
 use crate::replay::{self, ReplayOptions};
 use crate::report::Percentiles;
 
@@ -140,12 +139,7 @@ pub fn run(opts: &DurabilityBenchOptions) -> Result<DurabilityBenchReport> {
     let mut config = replay::config(&base)?;
     // Tables sized for the whole run, so no mode pays for growing them mid-run (the cost
     // compared is the journal's, not a rehash's).
-    replay::size_tables(
-        &mut config,
-        &base,
-        dataset.traffic.len(),
-        MachineInfo::current().memory_bytes,
-    );
+    replay::size_tables(&mut config, &base, dataset.traffic.len());
     let mode = match opts.rate {
         Some(per_sec) => Mode::Rate { per_sec },
         None => Mode::ClosedLoop {

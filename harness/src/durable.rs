@@ -30,7 +30,7 @@ use payauth_engine::{
 use crate::dataset::Dataset;
 use crate::measure;
 use crate::output::{self, OUTCOMES_HEADER};
-use crate::provenance::{self, DatasetDigest, MachineInfo};
+use crate::provenance::{self, DatasetDigest};
 use crate::replay::{self, ReplayOptions, ReplaySummary};
 
 /// The file decisions are streamed to while a durable replay runs; replaced by
@@ -179,12 +179,7 @@ pub fn replay_durable(
 
     let load_start = Instant::now();
     let dataset = Dataset::load(dataset_dir).context("invalid dataset")?;
-    replay::size_tables(
-        &mut config,
-        opts,
-        dataset.traffic.len(),
-        MachineInfo::current().memory_bytes,
-    );
+    replay::size_tables(&mut config, opts, dataset.traffic.len());
     let digest = provenance::digest_dataset(dataset_dir)?;
     let load_elapsed = load_start.elapsed();
     let as_of_ns = dataset.last_ts_ns();

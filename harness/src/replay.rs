@@ -148,9 +148,14 @@ pub const TABLE_BYTES_PER_HOLD: u64 = 400;
 /// length of the window, and any of them may open a hold), so the engine never grows a
 /// table mid-run. A growth copies a table while its shard waits, which a latency
 /// measurement would charge to the engine. The tables are touched at start, so they are
-/// capped at a quarter of the machine's memory (`memory_bytes`; 16 GiB assumed when unknown) across
-/// the shards; a bigger run grows them as it goes. Returns the hint set.
-pub fn size_tables(
+/// capped at a quarter of the machine's memory (`MemTotal`; 16 GiB assumed when unknown)
+/// across the shards; a bigger run grows them as it goes. Returns the hint set.
+pub fn size_tables(config: &mut Config, opts: &ReplayOptions, requests: usize) -> usize {
+    size_tables_within(config, opts, requests, MachineInfo::current().memory_bytes)
+}
+
+/// [`size_tables`] on a machine with `memory_bytes` of memory.
+fn size_tables_within(
     config: &mut Config,
     opts: &ReplayOptions,
     requests: usize,
@@ -251,12 +256,7 @@ pub fn replay(dataset_dir: &Path, out_dir: &Path, opts: &ReplayOptions) -> Resul
     let load_start = Instant::now();
     let dataset = Dataset::load(dataset_dir).context("invalid dataset")?;
     let load_elapsed = load_start.elapsed();
-    size_tables(
-        &mut config,
-        opts,
-        dataset.traffic.len(),
-        MachineInfo::current().memory_bytes,
-    );
+    size_tables(&mut config, opts, dataset.traffic.len());
     let as_of_ns = dataset.last_ts_ns();
     let (shards, batch_max) = (config.shards, config.batch_max);
     let holds_per_shard_hint = config.holds_per_shard_hint;
@@ -329,12 +329,7 @@ pub fn replay_measured(
     let load_start = Instant::now();
     let dataset = Dataset::load(dataset_dir).context("invalid dataset")?;
     let load_elapsed = load_start.elapsed();
-    size_tables(
-        &mut config,
-        opts,
-        dataset.traffic.len(),
-        MachineInfo::current().memory_bytes,
-    );
+    size_tables(&mut config, opts, dataset.traffic.len());
     let info = dataset_info(dataset_dir, &dataset)?;
     let as_of_ns = dataset.last_ts_ns();
     let engine_settings = EngineSettings::from(&config);
@@ -513,7 +508,7 @@ mod tests {
 
     fn sized(opts: &ReplayOptions, requests: usize, memory: Option<u64>) -> usize {
         let mut config = config(opts).unwrap();
-        size_tables(&mut config, opts, requests, memory)
+        size_tables_within(&mut config, opts, requests, memory)
     }
 
     #[test]

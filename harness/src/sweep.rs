@@ -552,12 +552,7 @@ impl SweepTarget {
                 };
                 let mut config = replay::config(&step_opts)?;
                 // Sized for the step, so no step measures a table growing.
-                replay::size_tables(
-                    &mut config,
-                    &step_opts,
-                    len,
-                    MachineInfo::current().memory_bytes,
-                );
+                replay::size_tables(&mut config, &step_opts, len);
                 config.journal = durable::journal_in(state_dir, opts.durability);
                 if config.journal.is_some() {
                     remove_dir(state_dir)?;
