@@ -1,9 +1,7 @@
 //! The DOMAIN.md decisions: one request against one shard's [`Store`], checks in their
 //! order, effects applied only on `00`.
 
-use crate::api::{
-    china_day, AccountStatus, AmountKey, Code, HoldStatus, Kind, Request, TokenStatus,
-};
+use crate::api::{china_day, AccountStatus, Code, HoldStatus, Kind, Request, TokenStatus};
 use crate::keytable::Probe;
 use crate::store::{Account, DupRecord, Fingerprint, Hold, Store, NIL};
 
@@ -34,7 +32,7 @@ impl Routed {
     #[inline]
     pub fn new(req: &Request, account: u32, token: u32) -> Routed {
         Routed {
-            fingerprint: Fingerprint::of(req, req.amount.map(AmountKey::from_decimal)),
+            fingerprint: Fingerprint::of_request(req),
             request_id: req.request_id,
             ts_ns: req.ts_ns,
             account,

@@ -306,8 +306,9 @@ impl Fingerprint {
         flags: 0,
     };
 
-    /// The fingerprint of `req`, whose amount the router normalized into `amount`.
-    #[inline]
+    /// The fingerprint of `req`, whose amount is normalized into `amount`: the plain
+    /// reference that [`Fingerprint::of_request`] is tested against.
+    #[cfg(test)]
     pub fn of(req: &Request, amount: Option<AmountKey>) -> Fingerprint {
         Fingerprint::from_fields(
             req.kind,
@@ -319,6 +320,43 @@ impl Fingerprint {
             req.reference,
             req.is_final,
         )
+    }
+
+    /// The fingerprint of `req`, straight from its fields: exactly
+    /// `Fingerprint::of(req, req.amount.map(AmountKey::from_decimal))`, without building the
+    /// `i128` mantissa or the optional parts in between. The router makes one per request,
+    /// so this is on the submitting thread's hot path.
+    #[inline]
+    pub fn of_request(req: &Request) -> Fingerprint {
+        let bit = |present: bool, f: u8| u8::from(present) * f;
+        let (token, token_flag) = match req.token {
+            TokenField::Empty => (0, 0),
+            TokenField::Dpan(d) => (d.get(), F_TOKEN_DPAN),
+            TokenField::Other(h) => (h, F_TOKEN_OTHER),
+        };
+        let (amount_lo, amount_hi, amount_scale, negative) = match req.amount {
+            Some(d) => normalized_parts(d),
+            None => (0, 0, 0, false),
+        };
+        let flags = token_flag
+            | bit(req.account_id.is_some(), F_ACCOUNT)
+            | bit(req.amount.is_some(), F_AMOUNT)
+            | bit(req.mcc.is_some(), F_MCC)
+            | bit(req.reference.is_some(), F_REF)
+            | bit(req.is_final, F_FINAL)
+            | bit(negative, F_AMOUNT_NEGATIVE);
+        Fingerprint {
+            token,
+            account_id: req.account_id.unwrap_or(0),
+            mcc: req.mcc.unwrap_or(0),
+            reference: req.reference.unwrap_or(0),
+            amount_lo,
+            amount_hi,
+            amount_scale,
+            kind: req.kind,
+            currency: req.currency.map_or(0, |c| 1 + c as u8),
+            flags,
+        }
     }
 
     /// Pack the compared fields; `amount` is normalized `(mantissa, scale)` as in
@@ -501,6 +539,39 @@ impl Fingerprint {
             image.is_final,
         )
     }
+}
+
+/// A decimal's normalized magnitude (low 64 bits, bits 64..96), scale, and whether it is
+/// below zero: what [`AmountKey::from_decimal`] gives, read from the decimal's bits. Zero
+/// (of any sign and scale) is `(0, 0, 0, false)`.
+#[inline]
+fn normalized_parts(d: rust_decimal::Decimal) -> (u64, u32, u8, bool) {
+    // `serialize` is the decimal's own representation: flags, then the 96-bit magnitude as
+    // three little-endian words; the scale is bits 16..24 of the flags, the sign bit 31.
+    let b = d.serialize();
+    let word = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    let (flags, lo, mid, hi) = (word(0), word(4), word(8), word(12));
+    let mut scale = (flags >> 16) & 0xFF;
+    let negative = flags & 0x8000_0000 != 0;
+    if hi == 0 {
+        // Most amounts: a 64-bit magnitude, where dividing by 10 is a multiply.
+        let mut m = u64::from(mid) << 32 | u64::from(lo);
+        if m == 0 {
+            return (0, 0, 0, false);
+        }
+        while scale > 0 && m % 10 == 0 {
+            m /= 10;
+            scale -= 1;
+        }
+        return (m, 0, scale as u8, negative);
+    }
+    let mut m = u128::from(hi) << 64 | u128::from(mid) << 32 | u128::from(lo);
+    while scale > 0 && m % 10 == 0 {
+        m /= 10;
+        scale -= 1;
+    }
+    // Below 2^96: the high part fits 32 bits.
+    (m as u64, (m >> 64) as u32, scale as u8, negative)
 }
 
 // [`Fingerprint::amount_minor`] scales by at most 10^2.
@@ -1581,6 +1652,55 @@ mod image_tests {
             prop_assert_eq!(
                 fp.amount_minor(currency),
                 fp.amount().and_then(|a| a.valid_minor(currency))
+            );
+        }
+    }
+
+    proptest! {
+        /// The router's direct packing of a request equals packing its normalized parts,
+        /// for decimals of every size, sign and scale and every optional field present or
+        /// not.
+        #[test]
+        fn of_request_is_of_the_normalized_amount(
+            lo in prop_oneof![Just(0u32), 1u32..1_000, any::<u32>()],
+            mid in prop_oneof![Just(0u32), any::<u32>()],
+            hi in prop_oneof![Just(0u32), Just(0u32), any::<u32>()],
+            negative in any::<bool>(),
+            scale in 0u32..=28,
+            trailing_zeros in 0u32..6,
+            present in any::<[bool; 6]>(),
+            token in prop_oneof![
+                Just(TokenField::Empty),
+                (1_000_000_000_000u64..10_000_000_000_000_000_000)
+                    .prop_map(|t| TokenField::Dpan(Dpan::from_u64(t).unwrap())),
+                any::<u64>().prop_map(TokenField::Other),
+            ],
+            kind in prop::sample::select(Kind::ALL.to_vec()),
+            currency in prop::sample::select(Currency::ALL.to_vec()),
+            ids in any::<[u64; 3]>(),
+        ) {
+            let mut amount = Decimal::from_parts(lo, mid, hi, negative, scale);
+            // Trailing zeros the normalization must strip (when they still fit).
+            for _ in 0..trailing_zeros {
+                let Some(m) = amount.mantissa().checked_mul(10) else { break };
+                if m.unsigned_abs() >= 1u128 << 96 || amount.scale() >= 28 {
+                    break;
+                }
+                amount = Decimal::from_i128_with_scale(m, amount.scale() + 1);
+            }
+            let req = Request {
+                token,
+                account_id: present[0].then_some(ids[0]),
+                amount: present[1].then_some(amount),
+                currency: present[2].then_some(currency),
+                mcc: present[3].then_some(ids[1]),
+                reference: present[4].then_some(ids[2]),
+                is_final: present[5],
+                ..Request::new(kind, 7, 0)
+            };
+            prop_assert_eq!(
+                Fingerprint::of_request(&req),
+                Fingerprint::of(&req, req.amount.map(AmountKey::from_decimal))
             );
         }
     }
