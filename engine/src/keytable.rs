@@ -85,8 +85,10 @@ pub(crate) enum Probe {
     Vacant(usize),
 }
 
+/// The 64-bit hash of `key`; a table of any capacity places the key by its top bits, so
+/// the decide loop computes it once per key and hands it to the `_hashed` methods.
 #[inline]
-fn hash(key: (u32, u64)) -> u64 {
+pub(crate) fn hash(key: (u32, u64)) -> u64 {
     // A folded 64x64->128 multiply of the id mixed with the account: request ids are mostly
     // consecutive, and the top bits of the product spread them over the whole table.
     let x = key.1 ^ u64::from(key.0).wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -115,7 +117,12 @@ impl KeyTable {
 
     #[inline]
     fn home(&self, key: (u32, u64)) -> usize {
-        (hash(key) >> self.shift) as usize
+        self.home_of(hash(key))
+    }
+
+    #[inline]
+    fn home_of(&self, hash: u64) -> usize {
+        (hash >> self.shift) as usize
     }
 
     #[inline]
@@ -123,19 +130,26 @@ impl KeyTable {
         self.entries.len() - 1
     }
 
-    /// Hint that `key` will be looked up soon: the cache line of its home entry and the
+    /// Hint that the key whose [`hash`] is `hash` will be looked up soon: the cache line of its home entry and the
     /// next one, so a probe that runs on past the home line (a key whose home is taken,
     /// which grows common as the table fills) finds the entries after it loaded too.
     #[inline]
-    pub fn prefetch(&self, key: (u32, u64)) {
-        crate::prefetch::prefetch_probe(self.entries.as_ptr().wrapping_add(self.home(key)));
+    pub fn prefetch_hashed(&self, hash: u64) {
+        crate::prefetch::prefetch_probe(self.entries.as_ptr().wrapping_add(self.home_of(hash)));
     }
 
     /// Find `key`, or the empty entry where it would be inserted.
     #[inline]
     pub fn probe(&self, key: (u32, u64)) -> Probe {
+        self.probe_hashed(hash(key), key)
+    }
+
+    /// [`KeyTable::probe`] of `key`, whose [`hash`] is `hash`.
+    #[inline]
+    pub fn probe_hashed(&self, hash: u64, key: (u32, u64)) -> Probe {
+        debug_assert_eq!(hash, self::hash(key));
         let mask = self.mask();
-        let mut i = self.home(key);
+        let mut i = self.home_of(hash);
         loop {
             let e = &self.entries[i];
             if e.request_id == key.1 && e.account == key.0 {
@@ -155,6 +169,15 @@ impl KeyTable {
             Probe::Found(i) => Some(&self.entries[i]),
             Probe::Vacant(_) => None,
         }
+    }
+
+    /// The entry of `key` if it is at `index` (a [`Probe::Found`] index from before the table
+    /// last changed, which may have moved it): a check that costs no probe.
+    #[inline]
+    pub fn found_at(&self, index: usize, key: (u32, u64)) -> Option<&Entry> {
+        self.entries
+            .get(index)
+            .filter(|e| e.request_id == key.1 && e.account == key.0)
     }
 
     /// The entry at `index` (from [`KeyTable::probe`] or [`KeyTable::entry_mut`]).

@@ -24,3 +24,11 @@ pub(crate) fn prefetch_probe<T>(ptr: *const T) {
     prefetch_read(ptr);
     prefetch_read(ptr.cast::<u8>().wrapping_add(CACHE_LINE));
 }
+
+/// [`prefetch_read`] every cache line `*ptr` spans: its first and its last byte's (the same
+/// line for a small value that does not straddle one).
+#[inline(always)]
+pub(crate) fn prefetch_value<T>(ptr: *const T) {
+    prefetch_read(ptr);
+    prefetch_read(ptr.cast::<u8>().wrapping_add(std::mem::size_of::<T>() - 1));
+}

@@ -2,8 +2,9 @@
 //! order, effects applied only on `00`.
 
 use crate::api::{china_day, AccountStatus, Code, HoldStatus, Kind, Request, TokenStatus};
+use crate::keytable;
 use crate::keytable::Probe;
-use crate::store::{Account, DupRecord, Fingerprint, Hold, Store, NIL};
+use crate::store::{dup_ref, Account, DupRecord, Fingerprint, Hold, Store, NIL};
 
 /// The time rules of a shard.
 #[derive(Clone, Copy, Debug)]
@@ -49,11 +50,46 @@ impl Routed {
     pub fn reference(&self) -> Option<u64> {
         self.fingerprint.reference()
     }
+
+    /// The `ref` of a kind that uses one (the hold it names), if given.
+    #[inline]
+    pub fn referred(&self) -> Option<u64> {
+        self.reference().filter(|_| self.kind().uses_ref())
+    }
+}
+
+/// What the decide loop works out about an op while it prefetches for it, so deciding it
+/// does not work it out again: the hashes of its own key and of its `ref`'s, and where the
+/// `ref`'s entry was a few requests before (checked again before use: the table may have
+/// moved it since).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Hints {
+    pub own_hash: u64,
+    pub ref_hash: u64,
+    pub ref_found: Option<usize>,
+}
+
+impl Hints {
+    /// The hashes of `op`'s keys, and no entry position.
+    #[inline]
+    pub fn of(op: &Routed) -> Hints {
+        Hints {
+            own_hash: keytable::hash((op.account, op.request_id)),
+            ref_hash: op.referred().map_or(0, |r| keytable::hash((op.account, r))),
+            ref_found: None,
+        }
+    }
 }
 
 /// Decide `op` and apply its effects. Never panics on any request; panics only on a broken
 /// money invariant (a bug), which stops the shard loudly.
 pub(crate) fn decide(store: &mut Store, times: &Times, op: &Routed) -> Code {
+    decide_hinted(store, times, op, &Hints::of(op))
+}
+
+/// [`decide`] with `hints` (of this op, from [`Hints::of`] or the decide loop's stages).
+#[inline]
+pub(crate) fn decide_hinted(store: &mut Store, times: &Times, op: &Routed, hints: &Hints) -> Code {
     let ts = op.ts_ns;
     let kind = op.kind();
     store.advance(ts, times.dup_window_ns);
@@ -80,7 +116,7 @@ pub(crate) fn decide(store: &mut Store, times: &Times, op: &Routed) -> Code {
     let fingerprint = op.fingerprint;
     // One probe for the request's own key serves the duplicate check, an authorize's hold
     // check and both inserts: nothing below removes a key.
-    let mut at = store.locate(key);
+    let mut at = store.locate_hashed(key, hints.own_hash);
     if let Some(rec) = store.dup_at(at) {
         if rec.in_window_at(ts, times.dup_window_ns) {
             return if *store.fingerprint(&rec) == fingerprint {
@@ -93,10 +129,10 @@ pub(crate) fn decide(store: &mut Store, times: &Times, op: &Routed) -> Code {
 
     let code = match kind {
         Kind::Authorize => authorize(store, times, op, &mut at),
-        Kind::Increment => increment(store, times, op),
-        Kind::Capture => capture(store, times, op),
-        Kind::Void => void(store, times, op),
-        Kind::Refund => refund(store, times, op),
+        Kind::Increment => increment(store, times, op, hints),
+        Kind::Capture => capture(store, times, op, hints),
+        Kind::Void => void(store, times, op, hints),
+        Kind::Refund => refund(store, times, op, hints),
         Kind::Credit => credit(store, op),
         Kind::TokenSuspend | Kind::TokenResume | Kind::TokenDeactivate => token_admin(store, op),
         Kind::AccountFreeze | Kind::AccountUnfreeze | Kind::AccountClose => {
@@ -128,20 +164,21 @@ fn amount_in(op: &Routed, acct: &Account) -> Option<i64> {
 }
 
 /// The hold `ref` names, if still referable; else the `12`/`25` answer.
-fn referable_hold(store: &Store, times: &Times, op: &Routed) -> Result<u32, Code> {
+fn referable_hold(store: &Store, times: &Times, op: &Routed, hints: &Hints) -> Result<u32, Code> {
     let ts = op.ts_ns;
     if let Some(r) = op.reference() {
-        if let Some(slot) = store.find_hold((op.account, r)) {
-            if store.hold(slot).referable_at(ts, times.retention_ns) {
+        if let Some(e) = store.entry_hinted((op.account, r), hints.ref_hash, hints.ref_found) {
+            let slot = e.hold;
+            if slot != NIL && store.hold(slot).referable_at(ts, times.retention_ns) {
                 return Ok(slot);
             }
-        }
-        if let Some(rec) = store.dup((op.account, r)) {
-            if rec.in_window_at(ts, times.dup_window_ns)
-                && rec.is_authorize
-                && rec.code != Code::Approved
-            {
-                return Err(Code::InvalidTransaction);
+            if let Some(rec) = dup_ref(e) {
+                if rec.in_window_at(ts, times.dup_window_ns)
+                    && rec.is_authorize
+                    && rec.code != Code::Approved
+                {
+                    return Err(Code::InvalidTransaction);
+                }
             }
         }
     }
@@ -228,12 +265,12 @@ fn authorize(store: &mut Store, times: &Times, op: &Routed, at: &mut Probe) -> C
     Code::Approved
 }
 
-fn increment(store: &mut Store, times: &Times, op: &Routed) -> Code {
+fn increment(store: &mut Store, times: &Times, op: &Routed, hints: &Hints) -> Code {
     let ts = op.ts_ns;
     let Some(amount) = amount_in(op, &store.accounts[op.account as usize]) else {
         return Code::InvalidAmount;
     };
-    let slot = match referable_hold(store, times, op) {
+    let slot = match referable_hold(store, times, op, hints) {
         Ok(s) => s,
         Err(c) => return c,
     };
@@ -271,12 +308,12 @@ fn increment(store: &mut Store, times: &Times, op: &Routed) -> Code {
     Code::Approved
 }
 
-fn capture(store: &mut Store, times: &Times, op: &Routed) -> Code {
+fn capture(store: &mut Store, times: &Times, op: &Routed, hints: &Hints) -> Code {
     let ts = op.ts_ns;
     let Some(amount) = amount_in(op, &store.accounts[op.account as usize]) else {
         return Code::InvalidAmount;
     };
-    let slot = match referable_hold(store, times, op) {
+    let slot = match referable_hold(store, times, op, hints) {
         Ok(s) => s,
         Err(c) => return c,
     };
@@ -313,7 +350,7 @@ fn capture(store: &mut Store, times: &Times, op: &Routed) -> Code {
     Code::Approved
 }
 
-fn void(store: &mut Store, times: &Times, op: &Routed) -> Code {
+fn void(store: &mut Store, times: &Times, op: &Routed, hints: &Hints) -> Code {
     let ts = op.ts_ns;
     let acct = &store.accounts[op.account as usize];
     if op
@@ -330,7 +367,7 @@ fn void(store: &mut Store, times: &Times, op: &Routed) -> Code {
             None => return Code::InvalidAmount,
         },
     };
-    let slot = match referable_hold(store, times, op) {
+    let slot = match referable_hold(store, times, op, hints) {
         Ok(s) => s,
         Err(c) => return c,
     };
@@ -360,11 +397,11 @@ fn void(store: &mut Store, times: &Times, op: &Routed) -> Code {
     Code::Approved
 }
 
-fn refund(store: &mut Store, times: &Times, op: &Routed) -> Code {
+fn refund(store: &mut Store, times: &Times, op: &Routed, hints: &Hints) -> Code {
     let Some(amount) = amount_in(op, &store.accounts[op.account as usize]) else {
         return Code::InvalidAmount;
     };
-    let slot = match referable_hold(store, times, op) {
+    let slot = match referable_hold(store, times, op, hints) {
         Ok(s) => s,
         Err(c) => return c,
     };

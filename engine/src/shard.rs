@@ -13,7 +13,7 @@ use crate::api::{
 use crate::durable::ShardJournal;
 use crate::error::Error;
 use crate::reply::Reply;
-use crate::rules::{decide, Routed, Times};
+use crate::rules::{decide_hinted, Hints, Routed, Times};
 use crate::store::Store;
 
 /// How many requests ahead the decide loop prefetches the op itself: it was written by the
@@ -254,6 +254,10 @@ impl Shard {
     }
 }
 
+/// Slots of the decide loop's ring of [`Hints`]: a power of two above the farthest stage.
+const HINTS_RING: usize = 16;
+const _: () = assert!(HINTS_RING.is_power_of_two() && PREFETCH_DISTANCE < HINTS_RING);
+
 /// Decide a job's requests in order, journaling each with its decision.
 fn decide_job(
     store: &mut Store,
@@ -263,32 +267,38 @@ fn decide_job(
 ) {
     job.decisions.clear();
     job.decisions.reserve(job.ops.len());
-    for (i, op) in job.ops.iter().enumerate() {
-        // A software pipeline of prefetches, so the cache misses of a request overlap with
-        // deciding the requests before it: the op, then what it names, then its hold.
-        if let Some(ahead) = job.ops.get(i + OP_PREFETCH_DISTANCE) {
-            crate::prefetch::prefetch_read(ahead);
-            crate::prefetch::prefetch_read(
-                (ahead as *const Routed)
-                    .wrapping_add(1)
-                    .cast::<u8>()
-                    .wrapping_sub(1),
-            );
+    // A software pipeline of prefetches, so the cache misses of a request overlap with
+    // deciding the requests before it: the op, then what it names (its account, token and
+    // keys, whose hashes the ring keeps for the later stages), then its hold.
+    let mut ring = [Hints::default(); HINTS_RING];
+    let ops = &job.ops;
+    let stage_keys = |store: &Store, ring: &mut [Hints; HINTS_RING], j: usize| {
+        let ahead = &ops[j];
+        store.prefetch(ahead.account, ahead.token);
+        let hints = Hints::of(ahead);
+        store.prefetch_key_hashed(hints.own_hash);
+        if ahead.referred().is_some() {
+            store.prefetch_key_hashed(hints.ref_hash);
         }
-        if let Some(ahead) = job.ops.get(i + HOLD_PREFETCH_DISTANCE) {
-            if let Some(r) = ahead.reference().filter(|_| ahead.kind().uses_ref()) {
-                store.prefetch_hold((ahead.account, r));
+        ring[j % HINTS_RING] = hints;
+    };
+    for j in 0..PREFETCH_DISTANCE.min(ops.len()) {
+        stage_keys(store, &mut ring, j);
+    }
+    for (i, op) in ops.iter().enumerate() {
+        if let Some(ahead) = ops.get(i + OP_PREFETCH_DISTANCE) {
+            crate::prefetch::prefetch_value(ahead);
+        }
+        if i + PREFETCH_DISTANCE < ops.len() {
+            stage_keys(store, &mut ring, i + PREFETCH_DISTANCE);
+        }
+        if let Some(ahead) = ops.get(i + HOLD_PREFETCH_DISTANCE) {
+            if let Some(r) = ahead.referred() {
+                let hints = &mut ring[(i + HOLD_PREFETCH_DISTANCE) % HINTS_RING];
+                hints.ref_found = store.prefetch_hold_hashed((ahead.account, r), hints.ref_hash);
             }
         }
-        if let Some(ahead) = job.ops.get(i + PREFETCH_DISTANCE) {
-            store.prefetch(ahead.account, ahead.token);
-            // The request's own key (its duplicate check) and, for a completion, its ref.
-            store.prefetch_key((ahead.account, ahead.request_id));
-            if let Some(r) = ahead.reference().filter(|_| ahead.kind().uses_ref()) {
-                store.prefetch_key((ahead.account, r));
-            }
-        }
-        let code = decide(store, times, op);
+        let code = decide_hinted(store, times, op, &ring[i % HINTS_RING]);
         if let Some(journal) = journal.as_deref_mut() {
             journal.push(&mut job.records, i, code);
         }

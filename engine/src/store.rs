@@ -611,7 +611,8 @@ impl DupRef {
 /// Key of holds and duplicate records: (account index, request id).
 pub(crate) type Key = (u32, u64);
 
-fn dup_ref(e: &Entry) -> Option<DupRef> {
+/// The duplicate record in `e`, whether or not it is still in its window.
+pub(crate) fn dup_ref(e: &Entry) -> Option<DupRef> {
     e.has_dup().then_some(DupRef {
         ts_ns: e.dup_ts_ns,
         code: e.dup_code,
@@ -735,7 +736,7 @@ impl Store {
             crate::prefetch::prefetch_read(a);
         }
         if let Some(t) = self.tokens.get(token as usize) {
-            crate::prefetch::prefetch_read(t);
+            crate::prefetch::prefetch_value(t);
         }
     }
 
@@ -747,19 +748,49 @@ impl Store {
         &mut self.holds[slot as usize]
     }
 
-    /// Hint that the entry of `key` will be looked up soon.
+    /// Hint that the entry of the key whose [`crate::keytable::hash`] is `hash` will be
+    /// looked up soon.
     #[inline]
-    pub fn prefetch_key(&self, key: Key) {
-        self.keys.prefetch(key);
+    pub fn prefetch_key_hashed(&self, hash: u64) {
+        self.keys.prefetch_hashed(hash);
     }
 
-    /// Hint that the hold under `key`, if any, will be needed soon. Looks the key up: call
-    /// it once the key's entry has been prefetched.
+    /// Look `key` (whose hash is `hash`) up and hint that the hold under it, if any, will be
+    /// needed soon; call it once the key's entry has been prefetched. Returns where the
+    /// entry was found, for [`Store::entry_hinted`].
     #[inline]
-    pub fn prefetch_hold(&self, key: Key) {
-        if let Some(slot) = self.find_hold(key) {
-            crate::prefetch::prefetch_read(self.holds.as_ptr().wrapping_add(slot as usize));
+    pub fn prefetch_hold_hashed(&self, key: Key, hash: u64) -> Option<usize> {
+        match self.keys.probe_hashed(hash, key) {
+            Probe::Found(i) => {
+                let slot = self.keys.at(i).hold;
+                if slot != NIL {
+                    crate::prefetch::prefetch_value(
+                        self.holds.as_ptr().wrapping_add(slot as usize),
+                    );
+                }
+                Some(i)
+            }
+            Probe::Vacant(_) => None,
         }
+    }
+
+    /// The entry of `key` (whose hash is `hash`): checked at `found`, where a recent lookup
+    /// found it, before probing for it.
+    #[inline]
+    pub fn entry_hinted(&self, key: Key, hash: u64, found: Option<usize>) -> Option<&Entry> {
+        if let Some(e) = found.and_then(|i| self.keys.found_at(i, key)) {
+            return Some(e);
+        }
+        match self.keys.probe_hashed(hash, key) {
+            Probe::Found(i) => Some(self.keys.at(i)),
+            Probe::Vacant(_) => None,
+        }
+    }
+
+    /// [`Store::locate`] of `key`, whose hash is `hash`.
+    #[inline]
+    pub fn locate_hashed(&self, key: Key, hash: u64) -> Probe {
+        self.keys.probe_hashed(hash, key)
     }
 
     /// Where the entry of `key` is, or would go: a handle for the `_at` methods, valid
@@ -791,12 +822,6 @@ impl Store {
     #[inline]
     pub fn find_hold(&self, key: Key) -> Option<u32> {
         self.keys.get(key).map(|e| e.hold).filter(|&h| h != NIL)
-    }
-
-    /// The duplicate record under `key`, whether or not it is still in its window.
-    #[inline]
-    pub fn dup(&self, key: Key) -> Option<DupRef> {
-        self.keys.get(key).and_then(dup_ref)
     }
 
     /// The fingerprint of a record.
