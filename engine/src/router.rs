@@ -227,30 +227,28 @@ impl Directory {
             .ok()
             .filter(|&s| s < 256)
             .ok_or_else(|| "shard index over 255".to_string())?;
-        for (i, a) in store.accounts.iter().enumerate() {
-            if shards != 0 && shard_of(a.id, shards) != shard {
+        for i in 0..store.accounts.len() {
+            let id = store.account_id(i as u32);
+            if shards != 0 && shard_of(id, shards) != shard {
                 return Err(format!(
-                    "account {} belongs to shard {} of {shards}",
-                    a.id,
-                    shard_of(a.id, shards)
+                    "account {id} belongs to shard {} of {shards}",
+                    shard_of(id, shards)
                 ));
             }
             let index = dir_index(i).ok_or("more accounts in a shard than the directory takes")?;
-            if !self.accounts.insert(a.id, location(shard_u32, index, 0)) {
-                return Err(format!("account {} is in two shards", a.id));
+            if !self.accounts.insert(id, location(shard_u32, index, 0)) {
+                return Err(format!("account {id} is in two shards"));
             }
         }
-        for (i, t) in store.tokens.iter().enumerate() {
+        let owners = store.token_accounts();
+        for (i, (t, &account)) in store.tokens.iter().zip(&owners).enumerate() {
             let index = dir_index(i).ok_or("more tokens in a shard than the directory takes")?;
-            if u64::from(t.account) >= INDEX_MASK {
-                return Err(format!(
-                    "token {} names account index {}",
-                    t.dpan, t.account
-                ));
+            if u64::from(account) >= INDEX_MASK {
+                return Err(format!("token {} names account index {account}", t.dpan));
             }
             if !self
                 .tokens
-                .insert(t.dpan.get(), location(shard_u32, t.account, index))
+                .insert(t.dpan.get(), location(shard_u32, account, index))
             {
                 return Err(format!("token {} is in two shards", t.dpan));
             }
@@ -281,6 +279,8 @@ impl Directory {
         }
         let mut shard_accounts: Vec<Vec<Account>> =
             per_shard.iter().map(|&n| Vec::with_capacity(n)).collect();
+        let mut shard_ids: Vec<Vec<u64>> =
+            per_shard.iter().map(|&n| Vec::with_capacity(n)).collect();
         let mut shard_limits: Vec<Vec<Limits>> = (0..shards).map(|_| Vec::new()).collect();
         let mut sorted: Vec<&AccountSpec> = accounts.iter().collect();
         sorted.sort_unstable_by_key(|a| a.account_id);
@@ -299,6 +299,7 @@ impl Directory {
             let idx = dir_index(list.len())
                 .ok_or_else(|| load("more than 2^28-2 accounts in one shard".to_string()))?;
             list.push(account_from_spec(spec, &mut shard_limits[shard])?);
+            shard_ids[shard].push(spec.account_id);
             dir.accounts
                 .insert(spec.account_id, location(shard as u32, idx, 0));
         }
@@ -328,18 +329,17 @@ impl Directory {
             {
                 return Err(load(format!("token {} appears twice", t.token)));
             }
-            let acct = &mut shard_accounts[shard][account as usize];
-            let mut token = Token::new(t.token, account, t.status, t.expiry);
-            token.next_in_account = acct.token_head;
+            let mut token = Token::new(t.token, t.status, t.expiry);
+            shard_accounts[shard][account as usize].link_token(idx, &mut token);
             list.push(token);
-            acct.token_head = idx;
         }
         let per_shard_hint = holds_hint;
         let stores = shard_accounts
             .into_iter()
+            .zip(shard_ids)
             .zip(shard_limits)
             .zip(shard_tokens)
-            .map(|((a, l), t)| Store::new(a, l, t, per_shard_hint))
+            .map(|(((a, ids), l), t)| Store::new(a, ids, l, t, per_shard_hint))
             .collect();
         Ok((dir, stores))
     }
@@ -399,7 +399,6 @@ fn account_from_spec(spec: &AccountSpec, limits: &mut Vec<Limits>) -> Result<Acc
     let limits_index = add_limits(limits, these)
         .ok_or_else(|| load("more than 2^28-2 accounts with limits in one shard".to_string()))?;
     Ok(Account::new(
-        id,
         c,
         minor_field(id, "balance", spec.balance, c)?,
         spec.status,

@@ -98,7 +98,7 @@ pub(crate) fn decide_hinted(store: &mut Store, times: &Times, op: &Routed, hints
     // Resolution, second half: a deactivated token is unknown to authorizations and token
     // admin (captures, voids and refunds still resolve it). Not remembered.
     if op.token != NIL
-        && store.tokens[op.token as usize].status == TokenStatus::Deactivated
+        && store.card(op.account, op.token).status() == TokenStatus::Deactivated
         && matches!(
             kind,
             Kind::Authorize
@@ -187,11 +187,11 @@ fn referable_hold(store: &Store, times: &Times, op: &Routed, hints: &Hints) -> R
 
 /// Token status and expiry, then account status: the shared middle of authorize/increment.
 fn card_and_account_ok(store: &Store, op: &Routed) -> Result<(), Code> {
-    let token = &store.tokens[op.token as usize];
-    if token.status == TokenStatus::Suspended {
+    let card = store.card(op.account, op.token);
+    if card.status() == TokenStatus::Suspended {
         return Err(Code::Restricted);
     }
-    if op.ts_ns >= token.expired_from_ns() {
+    if op.ts_ns >= card.expired_from_ns() {
         return Err(Code::ExpiredCard);
     }
     match store.accounts[op.account as usize].status() {
@@ -438,17 +438,17 @@ fn token_admin(store: &mut Store, op: &Routed) -> Code {
     if store.accounts[op.account as usize].status() == AccountStatus::Closed {
         return Code::InvalidTransaction;
     }
-    let token = &mut store.tokens[op.token as usize];
+    let status = store.card(op.account, op.token).status();
     let (from_ok, to) = match op.kind() {
-        Kind::TokenSuspend => (token.status == TokenStatus::Active, TokenStatus::Suspended),
-        Kind::TokenResume => (token.status == TokenStatus::Suspended, TokenStatus::Active),
+        Kind::TokenSuspend => (status == TokenStatus::Active, TokenStatus::Suspended),
+        Kind::TokenResume => (status == TokenStatus::Suspended, TokenStatus::Active),
         // Deactivated tokens were answered 14 at resolution.
         _ => (true, TokenStatus::Deactivated),
     };
     if !from_ok {
         return Code::InvalidTransaction;
     }
-    token.status = to;
+    store.set_token_status(op.account, op.token, to);
     Code::Approved
 }
 
@@ -473,11 +473,10 @@ fn account_admin(store: &mut Store, op: &Routed) -> Code {
     }
     acct.set_status(to);
     if to == AccountStatus::Closed {
-        let mut t = acct.token_head;
+        let mut t = acct.token_head();
         while t != NIL {
-            let token = &mut store.tokens[t as usize];
-            token.status = TokenStatus::Deactivated;
-            t = token.next_in_account;
+            store.set_token_status(op.account, t, TokenStatus::Deactivated);
+            t = store.tokens[t as usize].next_in_account();
         }
     }
     Code::Approved

@@ -210,7 +210,7 @@ impl Shard {
             let status = view.status;
             let c = acct.currency();
             holds.push(HoldState {
-                account_id: acct.id,
+                account_id: store.account_id(h.account),
                 request_id: h.request_id,
                 authorized: from_minor(h.authorized_minor, c),
                 captured: from_minor(h.captured_minor, c),
@@ -224,11 +224,12 @@ impl Shard {
             .accounts
             .iter()
             .zip(&expired_minor)
-            .map(|(a, &gone)| {
+            .enumerate()
+            .map(|(i, (a, &gone))| {
                 let held = a.held_minor - gone;
                 let c = a.currency();
                 AccountState {
-                    account_id: a.id,
+                    account_id: store.account_id(i as u32),
                     currency: c,
                     balance: from_minor(a.balance_minor, c),
                     held: from_minor(held, c),
@@ -237,13 +238,15 @@ impl Shard {
                 }
             })
             .collect();
+        let owners = store.token_accounts();
         let tokens = store
             .tokens
             .iter()
-            .map(|t| TokenState {
+            .zip(&owners)
+            .map(|(t, &owner)| TokenState {
                 token: t.dpan,
-                account_id: store.accounts[t.account as usize].id,
-                status: t.status,
+                account_id: store.account_id(owner),
+                status: t.status(),
             })
             .collect();
         StateExport {
@@ -274,7 +277,7 @@ fn decide_job(
     let ops = &job.ops;
     let stage_keys = |store: &Store, ring: &mut [Hints; HINTS_RING], j: usize| {
         let ahead = &ops[j];
-        store.prefetch(ahead.account, ahead.token);
+        store.prefetch_account(ahead.account);
         let hints = Hints::of(ahead);
         store.prefetch_key_hashed(hints.own_hash);
         if ahead.referred().is_some() {
@@ -293,6 +296,9 @@ fn decide_job(
             stage_keys(store, &mut ring, i + PREFETCH_DISTANCE);
         }
         if let Some(ahead) = ops.get(i + HOLD_PREFETCH_DISTANCE) {
+            // The account's line has come in: a token other than its first has a line of
+            // its own to fetch.
+            store.prefetch_token(ahead.account, ahead.token);
             if let Some(r) = ahead.referred() {
                 let hints = &mut ring[(i + HOLD_PREFETCH_DISTANCE) % HINTS_RING];
                 hints.ref_found = store.prefetch_hold_hashed((ahead.account, r), hints.ref_hash);

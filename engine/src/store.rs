@@ -26,12 +26,13 @@ pub(crate) fn next_index(len: usize) -> Option<u32> {
     u32::try_from(len).ok().filter(|&i| i != NIL)
 }
 
-/// An account and its day counters, in one cache line. Money in minor units of its
-/// currency. Limits, which most accounts do not have, live in the store's side table.
+/// An account and its day counters, in one cache line, with the state of its first token
+/// (most accounts have one), so a card request reads no other line of the account's. Money
+/// in minor units of its currency. Limits, which most accounts do not have, and the account
+/// id, which only exports and snapshots read, live in the store's side tables.
 #[derive(Clone, Copy, Debug)]
 #[repr(align(64))]
 pub(crate) struct Account {
-    pub id: u64,
     pub balance_minor: i64,
     pub held_minor: i64,
     pub day_amount_minor: i64,
@@ -44,7 +45,10 @@ pub(crate) struct Account {
     /// Head of the doubly linked list of this account's open holds (slab indices).
     pub open_head: u32,
     /// Head of the singly linked list of this account's tokens (token indices).
-    pub token_head: u32,
+    token_head: u32,
+    /// The [`Card`] of the token at `token_head`, kept equal to the token's own by
+    /// [`Store::set_token_status`] (the only way a token's status changes).
+    head_card: Card,
     /// Status (bits 0-1), currency (bits 2-3, its index in `Currency::ALL`), and the index
     /// of its limits in the store's side table (bits 4-31; [`NO_LIMITS`]: none).
     meta: u32,
@@ -83,7 +87,6 @@ impl Account {
     /// A fresh account (no holds, no tokens, no day yet) whose limits are at `limits` in
     /// its store's side table ([`NO_LIMITS`]: none).
     pub fn new(
-        id: u64,
         currency: Currency,
         balance_minor: i64,
         status: AccountStatus,
@@ -91,7 +94,6 @@ impl Account {
     ) -> Account {
         debug_assert!(limits <= NO_LIMITS);
         Account {
-            id,
             balance_minor,
             held_minor: 0,
             day_amount_minor: 0,
@@ -100,6 +102,7 @@ impl Account {
             day: i32::MIN,
             open_head: NIL,
             token_head: NIL,
+            head_card: Card::NONE,
             meta: status_code(status) | (currency as u32) << 2 | limits << 4,
         }
     }
@@ -139,9 +142,22 @@ impl Account {
             i32::try_from(day)
                 .ok()
                 .filter(|&d| d != i32::MIN)
-                .ok_or_else(|| format!("account {}: day {day} is out of range", self.id))?
+                .ok_or_else(|| format!("day {day} is out of range"))?
         };
         Ok(())
+    }
+
+    /// The first of this account's tokens (the head of its list), or [`NIL`].
+    pub fn token_head(&self) -> u32 {
+        self.token_head
+    }
+
+    /// Link `token`, at index `index` of the store's token table, at the head of this
+    /// account's token list.
+    pub fn link_token(&mut self, index: u32, token: &mut Token) {
+        token.next_in_account = self.token_head;
+        self.token_head = index;
+        self.head_card = token.card;
     }
 
     /// `balance - held`; may be negative after a late capture.
@@ -172,37 +188,87 @@ fn status_code(status: AccountStatus) -> u32 {
 /// Nanoseconds in an hour: token expiries are whole hours (midnight China time).
 const NS_PER_HOUR: i64 = 3_600_000_000_000;
 
-/// A token owned by this shard (its account is in this shard).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Token {
-    pub dpan: Dpan,
-    pub account: u32,
-    /// Next token of the same account.
-    pub next_in_account: u32,
-    /// First instant at which the token is expired, in hours since the epoch (an expiry is
-    /// the start of a month, China time: a whole hour; years 2000-2099 fit easily).
-    expired_from_h: i32,
-    pub status: TokenStatus,
-}
+/// What deciding a card request needs of its token, in 32 bits: the status (bits 0-1) and
+/// the first instant at which the token is expired, in hours since the epoch (bits 2-31; an
+/// expiry is the start of a month, China time: a whole hour, and years 2000-2099 are below
+/// 2^21 hours).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Card(u32);
 
-impl Token {
-    pub fn new(dpan: Dpan, account: u32, status: TokenStatus, expiry: Expiry) -> Token {
+const TOKEN_STATUSES: [TokenStatus; 3] = [
+    TokenStatus::Active,
+    TokenStatus::Suspended,
+    TokenStatus::Deactivated,
+];
+
+impl Card {
+    /// The card of an account without tokens (never read: no request resolves to it).
+    const NONE: Card = Card(0);
+
+    pub fn new(status: TokenStatus, expiry: Expiry) -> Card {
         let ns = expiry.expired_from_ns();
         debug_assert_eq!(ns % NS_PER_HOUR, 0);
-        Token {
-            dpan,
-            account,
-            next_in_account: NIL,
-            expired_from_h: i32::try_from(ns / NS_PER_HOUR)
-                .expect("an expiry in 2000-2099 is within i32 hours"),
-            status,
-        }
+        let hours = u32::try_from(ns / NS_PER_HOUR)
+            .ok()
+            .filter(|&h| h < 1 << 30)
+            .expect("an expiry in 2000-2099 is below 2^30 hours");
+        Card(hours << 2).with_status(status)
+    }
+
+    #[inline]
+    pub fn status(self) -> TokenStatus {
+        TOKEN_STATUSES[(self.0 & 3) as usize]
+    }
+
+    #[inline]
+    pub fn with_status(self, status: TokenStatus) -> Card {
+        let code = match status {
+            TokenStatus::Active => 0,
+            TokenStatus::Suspended => 1,
+            TokenStatus::Deactivated => 2,
+        };
+        Card(self.0 & !3 | code)
     }
 
     /// First instant at which the token is expired.
     #[inline]
+    pub fn expired_from_ns(self) -> i64 {
+        i64::from(self.0 >> 2) * NS_PER_HOUR
+    }
+}
+
+/// A token owned by this shard (its account is in this shard). Which account is not kept:
+/// the account's token list says it, and only exports and snapshots ask.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Token {
+    pub dpan: Dpan,
+    /// Next token of the same account.
+    next_in_account: u32,
+    card: Card,
+}
+
+impl Token {
+    /// A token not yet linked to its account ([`Account::link_token`]).
+    pub fn new(dpan: Dpan, status: TokenStatus, expiry: Expiry) -> Token {
+        Token {
+            dpan,
+            next_in_account: NIL,
+            card: Card::new(status, expiry),
+        }
+    }
+
+    pub fn status(&self) -> TokenStatus {
+        self.card.status()
+    }
+
+    /// First instant at which the token is expired.
     pub fn expired_from_ns(&self) -> i64 {
-        i64::from(self.expired_from_h) * NS_PER_HOUR
+        self.card.expired_from_ns()
+    }
+
+    /// The next token of the same account, or [`NIL`].
+    pub fn next_in_account(&self) -> u32 {
+        self.next_in_account
     }
 }
 
@@ -647,6 +713,8 @@ fn prefault<T: Copy>(v: &mut Vec<T>, fill: T) {
 #[derive(Clone)]
 pub(crate) struct Store {
     pub accounts: Vec<Account>,
+    /// The id of each account, at its index.
+    account_ids: Vec<u64>,
     /// Limits of the accounts that have any, at their `limits_index`.
     limits: Vec<Limits>,
     pub tokens: Vec<Token>,
@@ -677,11 +745,13 @@ impl Store {
     /// here, at start, so the first requests do not pay for the kernel zeroing its pages.
     pub fn new(
         accounts: Vec<Account>,
+        account_ids: Vec<u64>,
         limits: Vec<Limits>,
         tokens: Vec<Token>,
         holds_hint: usize,
     ) -> Store {
-        let mut store = Store::unfaulted(accounts, limits, tokens, holds_hint);
+        assert_eq!(accounts.len(), account_ids.len(), "an id for every account");
+        let mut store = Store::unfaulted(accounts, account_ids, limits, tokens, holds_hint);
         prefault(&mut store.holds, Hold::VACANT);
         prefault(&mut store.fingerprints, Fingerprint::EMPTY);
         store
@@ -697,12 +767,14 @@ impl Store {
 
     fn unfaulted(
         accounts: Vec<Account>,
+        account_ids: Vec<u64>,
         limits: Vec<Limits>,
         tokens: Vec<Token>,
         holds_hint: usize,
     ) -> Store {
         Store {
             accounts,
+            account_ids,
             limits,
             tokens,
             holds: Vec::with_capacity(holds_hint),
@@ -729,14 +801,65 @@ impl Store {
         }
     }
 
-    /// Hint that `account` (and `token`, unless [`NIL`]) will be needed soon.
+    /// The id of the account at `index`.
+    pub fn account_id(&self, index: u32) -> u64 {
+        self.account_ids[index as usize]
+    }
+
+    /// The account index of every token, at the token's index (from the accounts' token
+    /// lists: a pass over both tables, for exports and snapshots).
+    pub fn token_accounts(&self) -> Vec<u32> {
+        let mut owner = vec![NIL; self.tokens.len()];
+        for (a, acct) in self.accounts.iter().enumerate() {
+            let mut t = acct.token_head;
+            while t != NIL {
+                owner[t as usize] = a as u32;
+                t = self.tokens[t as usize].next_in_account;
+            }
+        }
+        owner
+    }
+
+    /// The status and expiry of `token`, a token of `account`: from the account's own line
+    /// when it is the account's first token.
     #[inline]
-    pub fn prefetch(&self, account: u32, token: u32) {
+    pub fn card(&self, account: u32, token: u32) -> Card {
+        let acct = &self.accounts[account as usize];
+        if acct.token_head == token {
+            acct.head_card
+        } else {
+            self.tokens[token as usize].card
+        }
+    }
+
+    /// Set the status of `token`, a token of `account`.
+    pub fn set_token_status(&mut self, account: u32, token: u32, status: TokenStatus) {
+        let t = &mut self.tokens[token as usize];
+        t.card = t.card.with_status(status);
+        let acct = &mut self.accounts[account as usize];
+        if acct.token_head == token {
+            acct.head_card = t.card;
+        }
+    }
+
+    /// Hint that `account` will be needed soon.
+    #[inline]
+    pub fn prefetch_account(&self, account: u32) {
         if let Some(a) = self.accounts.get(account as usize) {
             crate::prefetch::prefetch_read(a);
         }
-        if let Some(t) = self.tokens.get(token as usize) {
-            crate::prefetch::prefetch_value(t);
+    }
+
+    /// Hint that `token` of `account` will be needed soon, unless it is [`NIL`] or the
+    /// account's first token (whose state is in the account's line). Reads the account:
+    /// call it once the account's line has been prefetched.
+    #[inline]
+    pub fn prefetch_token(&self, account: u32, token: u32) {
+        let head = self.accounts.get(account as usize).map(|a| a.token_head);
+        if head.is_some_and(|h| h != token) {
+            if let Some(t) = self.tokens.get(token as usize) {
+                crate::prefetch::prefetch_value(t);
+            }
         }
     }
 
@@ -1089,7 +1212,7 @@ impl Store {
     /// duplicate records in table order. [`ShardImage::canonical`] sorts those for
     /// comparisons; a snapshot file does not need it.
     pub fn to_image(&self) -> ShardImage {
-        let account_id = |index: u32| self.accounts[index as usize].id;
+        let account_id = |index: u32| self.account_ids[index as usize];
         let accounts = self
             .accounts
             .iter()
@@ -1097,7 +1220,7 @@ impl Store {
             .map(|(i, a)| {
                 let limits = self.limits(i as u32);
                 AccountImage {
-                    id: a.id,
+                    id: account_id(i as u32),
                     currency: a.currency(),
                     balance_minor: a.balance_minor,
                     held_minor: a.held_minor,
@@ -1111,13 +1234,15 @@ impl Store {
                 }
             })
             .collect();
+        let owners = self.token_accounts();
         let tokens = self
             .tokens
             .iter()
-            .map(|t| TokenImage {
+            .zip(&owners)
+            .map(|(t, &owner)| TokenImage {
                 dpan: t.dpan,
-                account_id: account_id(t.account),
-                status: t.status,
+                account_id: account_id(owner),
+                status: t.status(),
                 expiry: expiry_from_expired_from_ns(t.expired_from_ns())
                     .expect("a token's expiry instant comes from an Expiry"),
             })
@@ -1213,6 +1338,7 @@ impl Store {
         let mut account_index: FxHashMap<u64, u32> =
             FxHashMap::with_capacity_and_hasher(image.accounts.len(), Default::default());
         let mut accounts = Vec::with_capacity(image.accounts.len());
+        let mut account_ids = Vec::with_capacity(image.accounts.len());
         let mut limits = Vec::new();
         for a in &image.accounts {
             let index =
@@ -1227,13 +1353,15 @@ impl Store {
             };
             let limits_index = add_limits(&mut limits, these)
                 .ok_or("more than 2^28-2 accounts with limits in one shard")?;
-            let mut account =
-                Account::new(a.id, a.currency, a.balance_minor, a.status, limits_index);
+            let mut account = Account::new(a.currency, a.balance_minor, a.status, limits_index);
             account.held_minor = a.held_minor;
-            account.set_day_image(a.day)?;
+            account
+                .set_day_image(a.day)
+                .map_err(|e| format!("account {}: {e}", a.id))?;
             account.day_amount_minor = a.day_amount_minor;
             account.day_count = a.day_count;
             accounts.push(account);
+            account_ids.push(a.id);
         }
         let index_of = |id: u64, what: &dyn Fn() -> String| {
             account_index
@@ -1246,14 +1374,12 @@ impl Store {
             let index = next_index(tokens.len()).ok_or("more than 2^32-1 tokens in one shard")?;
             let account = index_of(t.account_id, &|| format!("token {}", t.dpan))?;
             // Linked at the head in index order, as the router links them at load.
-            let acct = &mut accounts[account as usize];
-            let mut token = Token::new(t.dpan, account, t.status, t.expiry);
-            token.next_in_account = acct.token_head;
+            let mut token = Token::new(t.dpan, t.status, t.expiry);
+            accounts[account as usize].link_token(index, &mut token);
             tokens.push(token);
-            acct.token_head = index;
         }
         let hint = holds_hint.max(image.holds.len());
-        let mut store = Store::new(accounts, limits, tokens, hint);
+        let mut store = Store::new(accounts, account_ids, limits, tokens, hint);
         // Open holds are appended at the tail of their account's list, so the list comes
         // back in image order.
         let mut tails = vec![NIL; store.accounts.len()];
@@ -1360,7 +1486,8 @@ mod tests {
         use std::mem::{align_of, size_of};
         assert_eq!(size_of::<Account>(), 64, "one cache line per account");
         assert_eq!(align_of::<Account>(), 64);
-        assert_eq!(size_of::<Token>(), 24);
+        assert_eq!(size_of::<Token>(), 16);
+        assert_eq!(size_of::<Card>(), 4);
         assert_eq!(size_of::<Limits>(), 24);
         assert_eq!(size_of::<Hold>(), 88);
         assert_eq!(size_of::<Fingerprint>(), 48);
@@ -1375,7 +1502,7 @@ mod tests {
         for status in STATUSES {
             for currency in Currency::ALL {
                 for limits in [0, 7, NO_LIMITS] {
-                    let mut a = Account::new(1, currency, -5, status, limits);
+                    let mut a = Account::new(currency, -5, status, limits);
                     assert_eq!(
                         (a.status(), a.currency(), a.limits_index()),
                         (status, currency, limits)
