@@ -13,8 +13,10 @@ use crate::store::NIL;
 /// Most entries a table holds (so an index always fits `u32` with room to spare).
 const CAPACITY_MAX: usize = 1 << 31;
 
-/// One key's entry. `account == NIL` marks an empty entry.
+/// One key's entry. `account == NIL` marks an empty entry. Aligned to its size, so two
+/// share a cache line and none straddles two.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(align(32))]
 pub(crate) struct Entry {
     pub request_id: u64,
     pub account: u32,
@@ -130,12 +132,40 @@ impl KeyTable {
         self.entries.len() - 1
     }
 
-    /// Hint that the key whose [`hash`] is `hash` will be looked up soon: the cache line of its home entry and the
-    /// next one, so a probe that runs on past the home line (a key whose home is taken,
-    /// which grows common as the table fills) finds the entries after it loaded too.
+    /// Hint that the key whose [`hash`] is `hash` will be looked up soon: the cache line of
+    /// its home entry and the next one, so a probe that runs on past the home line (a key
+    /// whose home is taken, which grows common as the table fills) finds the entries after
+    /// it loaded too.
     #[inline]
     pub fn prefetch_hashed(&self, hash: u64) {
         crate::prefetch::prefetch_probe(self.entries.as_ptr().wrapping_add(self.home_of(hash)));
+    }
+
+    /// Hint, for the key whose [`hash`] is `hash`, only the cache line of its home entry;
+    /// [`KeyTable::prefetch_overflow`] adds the next line later if the probe needs it.
+    #[inline]
+    pub fn prefetch_home(&self, hash: u64) {
+        crate::prefetch::prefetch_read(self.entries.as_ptr().wrapping_add(self.home_of(hash)));
+    }
+
+    /// Once the home line of `key` (whose [`hash`] is `hash`) has come in: if a probe for
+    /// `key` would run past that line, hint the next one. Reads only the home line.
+    #[inline]
+    pub fn prefetch_overflow(&self, hash: u64, key: (u32, u64)) {
+        let mask = self.mask();
+        let mut i = self.home_of(hash);
+        loop {
+            let e = &self.entries[i];
+            if e.is_empty() || (e.request_id == key.1 && e.account == key.0) {
+                return;
+            }
+            i = (i + 1) & mask;
+            let next = self.entries.as_ptr().wrapping_add(i);
+            if (next as usize) % 64 == 0 || i == 0 {
+                crate::prefetch::prefetch_read(next);
+                return;
+            }
+        }
     }
 
     /// Find `key`, or the empty entry where it would be inserted.

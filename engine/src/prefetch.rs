@@ -14,6 +14,21 @@ pub(crate) fn prefetch_read<T>(ptr: *const T) {
     let _ = ptr;
 }
 
+/// Ask the CPU to start loading the cache line holding `*ptr` for writing (owned, so the
+/// store that follows does not wait for it). A hint only, like [`prefetch_read`].
+#[inline(always)]
+pub(crate) fn prefetch_write<T>(ptr: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: as for `prefetch_read`: a prefetch (here PREFETCHW, which every x86_64 CPU
+    // this engine is tuned for has, and others treat as a no-op hint) reads nothing
+    // architecturally and cannot fault, even on an invalid address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_ET0 }>(ptr.cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = ptr;
+}
+
 /// Bytes in a cache line on the targets the engine is tuned for.
 const CACHE_LINE: usize = 64;
 

@@ -62,21 +62,33 @@ impl Routed {
 /// does not work it out again: the hashes of its own key and of its `ref`'s, and where the
 /// `ref`'s entry was a few requests before (checked again before use: the table may have
 /// moved it since).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct Hints {
     pub own_hash: u64,
     pub ref_hash: u64,
-    pub ref_found: Option<usize>,
+    /// [`NIL`]: not found, or not looked for.
+    pub ref_found: u32,
+    /// The slot of the hold the `ref` named then (a hint for prefetching only).
+    pub ref_hold: u32,
 }
 
 impl Hints {
+    /// A placeholder.
+    pub const NONE: Hints = Hints {
+        own_hash: 0,
+        ref_hash: 0,
+        ref_found: NIL,
+        ref_hold: NIL,
+    };
+
     /// The hashes of `op`'s keys, and no entry position.
     #[inline]
     pub fn of(op: &Routed) -> Hints {
         Hints {
             own_hash: keytable::hash((op.account, op.request_id)),
             ref_hash: op.referred().map_or(0, |r| keytable::hash((op.account, r))),
-            ref_found: None,
+            ref_found: NIL,
+            ref_hold: NIL,
         }
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
+use crate::api::Kind;
 use crate::api::{
     from_minor, AccountState, Decision, HoldState, HoldStatus, StateExport, TokenState,
 };
@@ -15,15 +16,21 @@ use crate::error::Error;
 use crate::reply::Reply;
 use crate::rules::{decide_hinted, Hints, Routed, Times};
 use crate::store::Store;
+use crate::store::NIL;
 
 /// How many requests ahead the decide loop prefetches the op itself: it was written by the
 /// submitting thread, so its lines come from another core's cache or from memory.
 const OP_PREFETCH_DISTANCE: usize = 24;
-/// How many requests ahead the decide loop prefetches an op's account, token and keys.
-const PREFETCH_DISTANCE: usize = 8;
+/// How many requests ahead the decide loop prefetches an op's account and keys.
+const PREFETCH_DISTANCE: usize = 10;
 /// How many requests ahead the decide loop looks up a completion's `ref` (its key's entry is
-/// in cache by then) and prefetches the hold it names.
-const HOLD_PREFETCH_DISTANCE: usize = 4;
+/// in cache by then) and prefetches the hold it names; and, from the account's line, also
+/// in by then, a token other than the account's first, the hold an authorize would link
+/// its own in front of, and the rest of the op's own key probe.
+const HOLD_PREFETCH_DISTANCE: usize = 6;
+/// How many requests ahead the decide loop prefetches the neighbours of the hold a
+/// completion names (closing it unlinks it), from the hold's lines.
+const LINK_PREFETCH_DISTANCE: usize = 3;
 
 /// A slice of a submitted batch bound for one shard, and the place its decisions go.
 pub(crate) struct Job {
@@ -273,13 +280,13 @@ fn decide_job(
     // A software pipeline of prefetches, so the cache misses of a request overlap with
     // deciding the requests before it: the op, then what it names (its account, token and
     // keys, whose hashes the ring keeps for the later stages), then its hold.
-    let mut ring = [Hints::default(); HINTS_RING];
+    let mut ring = [Hints::NONE; HINTS_RING];
     let ops = &job.ops;
     let stage_keys = |store: &Store, ring: &mut [Hints; HINTS_RING], j: usize| {
         let ahead = &ops[j];
         store.prefetch_account(ahead.account);
         let hints = Hints::of(ahead);
-        store.prefetch_key_hashed(hints.own_hash);
+        store.prefetch_key_home(hints.own_hash);
         if ahead.referred().is_some() {
             store.prefetch_key_hashed(hints.ref_hash);
         }
@@ -299,9 +306,19 @@ fn decide_job(
             // The account's line has come in: a token other than its first has a line of
             // its own to fetch.
             store.prefetch_token(ahead.account, ahead.token);
+            let hints = &mut ring[(i + HOLD_PREFETCH_DISTANCE) % HINTS_RING];
+            store.prefetch_key_overflow((ahead.account, ahead.request_id), hints.own_hash);
             if let Some(r) = ahead.referred() {
-                let hints = &mut ring[(i + HOLD_PREFETCH_DISTANCE) % HINTS_RING];
-                hints.ref_found = store.prefetch_hold_hashed((ahead.account, r), hints.ref_hash);
+                (hints.ref_found, hints.ref_hold) =
+                    store.prefetch_hold_hashed((ahead.account, r), hints.ref_hash);
+            } else if ahead.kind() == Kind::Authorize {
+                store.prefetch_link(ahead.account);
+            }
+        }
+        if i + LINK_PREFETCH_DISTANCE < ops.len() {
+            let hints = &ring[(i + LINK_PREFETCH_DISTANCE) % HINTS_RING];
+            if hints.ref_hold != NIL {
+                store.prefetch_unlink(hints.ref_hold);
             }
         }
         let code = decide_hinted(store, times, op, &ring[i % HINTS_RING]);

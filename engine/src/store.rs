@@ -57,9 +57,12 @@ pub(crate) struct Account {
 /// The limits index of an account without limits.
 pub(crate) const NO_LIMITS: u32 = (1 << 28) - 1;
 
-const STATUSES: [AccountStatus; 3] = [
+/// By the two status bits of `Account::meta` (code 3 is never stored; the fourth entry
+/// spares the lookup its bounds check).
+const STATUSES: [AccountStatus; 4] = [
     AccountStatus::Active,
     AccountStatus::Frozen,
+    AccountStatus::Closed,
     AccountStatus::Closed,
 ];
 
@@ -195,9 +198,12 @@ const NS_PER_HOUR: i64 = 3_600_000_000_000;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Card(u32);
 
-const TOKEN_STATUSES: [TokenStatus; 3] = [
+/// By the two status bits of a [`Card`] (code 3 is never stored; the fourth entry spares
+/// the lookup its bounds check).
+const TOKEN_STATUSES: [TokenStatus; 4] = [
     TokenStatus::Active,
     TokenStatus::Suspended,
+    TokenStatus::Deactivated,
     TokenStatus::Deactivated,
 ];
 
@@ -878,30 +884,70 @@ impl Store {
         self.keys.prefetch_hashed(hash);
     }
 
+    /// Hint only the home line of the key whose hash is `hash` (see
+    /// [`Store::prefetch_key_overflow`]).
+    #[inline]
+    pub fn prefetch_key_home(&self, hash: u64) {
+        self.keys.prefetch_home(hash);
+    }
+
+    /// Once the home line of `key` (hash `hash`) has come in, hint the next line if its
+    /// probe runs on into it.
+    #[inline]
+    pub fn prefetch_key_overflow(&self, key: Key, hash: u64) {
+        self.keys.prefetch_overflow(hash, key);
+    }
+
+    /// Hint that an approved authorize of `account` would link its hold in front of the
+    /// account's open list, writing the current first hold. Reads the account: call it once
+    /// the account's line has come in.
+    #[inline]
+    pub fn prefetch_link(&self, account: u32) {
+        if let Some(a) = self.accounts.get(account as usize) {
+            if let Some(h) = self.holds.get(a.open_head as usize) {
+                crate::prefetch::prefetch_write(&h.prev_open);
+            }
+        }
+    }
+
+    /// Hint that the hold at `slot` may leave its account's open list, writing the holds
+    /// before and after it. Reads the hold: call it once the hold's lines have come in.
+    #[inline]
+    pub fn prefetch_unlink(&self, slot: u32) {
+        if let Some(h) = self.holds.get(slot as usize) {
+            if let Some(prev) = self.holds.get(h.prev_open as usize) {
+                crate::prefetch::prefetch_write(&prev.next_open);
+            }
+            if let Some(next) = self.holds.get(h.next_open as usize) {
+                crate::prefetch::prefetch_write(&next.prev_open);
+            }
+        }
+    }
+
     /// Look `key` (whose hash is `hash`) up and hint that the hold under it, if any, will be
     /// needed soon; call it once the key's entry has been prefetched. Returns where the
-    /// entry was found, for [`Store::entry_hinted`].
+    /// entry was found, for [`Store::entry_hinted`] ([`NIL`]: not found), and the slot of
+    /// its hold ([`NIL`]: none).
     #[inline]
-    pub fn prefetch_hold_hashed(&self, key: Key, hash: u64) -> Option<usize> {
+    pub fn prefetch_hold_hashed(&self, key: Key, hash: u64) -> (u32, u32) {
         match self.keys.probe_hashed(hash, key) {
             Probe::Found(i) => {
                 let slot = self.keys.at(i).hold;
-                if slot != NIL {
-                    crate::prefetch::prefetch_value(
-                        self.holds.as_ptr().wrapping_add(slot as usize),
-                    );
+                if let Some(h) = self.holds.get(slot as usize) {
+                    crate::prefetch::prefetch_value(h);
                 }
-                Some(i)
+                // Table indices are below 2^31 (the table's capacity limit).
+                (i as u32, slot)
             }
-            Probe::Vacant(_) => None,
+            Probe::Vacant(_) => (NIL, NIL),
         }
     }
 
     /// The entry of `key` (whose hash is `hash`): checked at `found`, where a recent lookup
     /// found it, before probing for it.
     #[inline]
-    pub fn entry_hinted(&self, key: Key, hash: u64, found: Option<usize>) -> Option<&Entry> {
-        if let Some(e) = found.and_then(|i| self.keys.found_at(i, key)) {
+    pub fn entry_hinted(&self, key: Key, hash: u64, found: u32) -> Option<&Entry> {
+        if let Some(e) = self.keys.found_at(found as usize, key) {
             return Some(e);
         }
         match self.keys.probe_hashed(hash, key) {
