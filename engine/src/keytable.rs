@@ -161,7 +161,7 @@ impl KeyTable {
             }
             i = (i + 1) & mask;
             let next = self.entries.as_ptr().wrapping_add(i);
-            if (next as usize) % 64 == 0 || i == 0 {
+            if (next as usize).is_multiple_of(64) || i == 0 {
                 crate::prefetch::prefetch_read(next);
                 return;
             }
