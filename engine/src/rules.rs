@@ -258,21 +258,8 @@ fn authorize(store: &mut Store, times: &Times, op: &Routed, at: &mut Probe) -> C
     acct.day_count = acct.day_count.saturating_add(1);
     store.insert_open_hold_at(
         at,
-        Hold {
-            account: op.account,
-            request_id: op.request_id,
-            authorized_minor: amount,
-            captured_minor: 0,
-            voided_minor: 0,
-            refunded_minor: 0,
-            expires_at_ns: ts.saturating_add(times.hold_ttl_ns),
-            ended_ns: 0,
-            day,
-            status: HoldStatus::Open,
-            prev_open: NIL,
-            next_open: NIL,
-            generation: 0,
-        },
+        (op.account, op.request_id),
+        Hold::open(amount, ts.saturating_add(times.hold_ttl_ns), day),
     );
     Code::Approved
 }
@@ -286,7 +273,7 @@ fn increment(store: &mut Store, times: &Times, op: &Routed, hints: &Hints) -> Co
         Ok(s) => s,
         Err(c) => return c,
     };
-    if store.hold(slot).status != HoldStatus::Open {
+    if store.hold(slot).status() != HoldStatus::Open {
         return Code::HoldNotOpen;
     }
     check!(card_and_account_ok(store, op));
@@ -330,14 +317,14 @@ fn capture(store: &mut Store, times: &Times, op: &Routed, hints: &Hints) -> Code
         Err(c) => return c,
     };
     let h = store.hold(slot);
-    if h.status == HoldStatus::Closed {
+    if h.status() == HoldStatus::Closed {
         return Code::HoldNotOpen;
     }
     let remaining = h.remaining_minor();
     if amount > remaining {
         return Code::InvalidAmount;
     }
-    let status = h.status;
+    let status = h.status();
     let captured = h.captured_minor + amount; // <= authorized
     let acct = &mut store.accounts[op.account as usize];
     let Some(balance) = acct.balance_minor.checked_sub(amount) else {
@@ -356,7 +343,7 @@ fn capture(store: &mut Store, times: &Times, op: &Routed, hints: &Hints) -> Code
         acct.held_minor -= amount + release;
         assert!(acct.held_minor >= 0, "held went negative on capture");
         if op.fingerprint.is_final() || left == 0 {
-            store.end_hold(slot, HoldStatus::Closed, ts, times.retention_ns);
+            store.end_hold(op.account, slot, HoldStatus::Closed, ts, times.retention_ns);
         }
     }
     Code::Approved
@@ -384,7 +371,7 @@ fn void(store: &mut Store, times: &Times, op: &Routed, hints: &Hints) -> Code {
         Err(c) => return c,
     };
     let h = store.hold(slot);
-    if h.status != HoldStatus::Open {
+    if h.status() != HoldStatus::Open {
         return Code::HoldNotOpen;
     }
     let remaining = h.remaining_minor();
@@ -392,7 +379,7 @@ fn void(store: &mut Store, times: &Times, op: &Routed, hints: &Hints) -> Code {
     if amount > remaining {
         return Code::InvalidAmount;
     }
-    let hold_day = h.day;
+    let hold_day = i64::from(h.day);
     let voided = h.voided_minor + amount;
     let day = china_day(ts);
     let acct = &mut store.accounts[op.account as usize];
@@ -404,7 +391,7 @@ fn void(store: &mut Store, times: &Times, op: &Routed, hints: &Hints) -> Code {
     }
     store.hold_mut(slot).voided_minor = voided;
     if remaining == amount {
-        store.end_hold(slot, HoldStatus::Closed, ts, times.retention_ns);
+        store.end_hold(op.account, slot, HoldStatus::Closed, ts, times.retention_ns);
     }
     Code::Approved
 }

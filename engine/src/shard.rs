@@ -202,23 +202,23 @@ impl Shard {
         let store = &self.store;
         let mut expired_minor = vec![0i64; store.accounts.len()];
         let mut holds = Vec::with_capacity(store.hold_count());
-        for h in store.holds_iter() {
-            let acct = &store.accounts[h.account as usize];
+        for ((account, request_id), h) in store.holds_iter() {
+            let acct = &store.accounts[account as usize];
             // The hold as the expiry rule would leave it at `as_of_ns`.
             let mut view = *h;
-            if view.status == HoldStatus::Open && view.expires_at_ns <= as_of_ns {
-                expired_minor[h.account as usize] += h.remaining_minor();
-                view.status = HoldStatus::Expired;
+            if view.status() == HoldStatus::Open && view.expires_at_ns <= as_of_ns {
+                expired_minor[account as usize] += h.remaining_minor();
+                view.set_status(HoldStatus::Expired);
                 view.ended_ns = view.expires_at_ns;
             }
             if !view.referable_at(as_of_ns, self.times.retention_ns) {
                 continue;
             }
-            let status = view.status;
+            let status = view.status();
             let c = acct.currency();
             holds.push(HoldState {
-                account_id: store.account_id(h.account),
-                request_id: h.request_id,
+                account_id: store.account_id(account),
+                request_id,
                 authorized: from_minor(h.authorized_minor, c),
                 captured: from_minor(h.captured_minor, c),
                 voided: from_minor(h.voided_minor, c),
@@ -303,9 +303,9 @@ fn decide_job(
             stage_keys(store, &mut ring, i + PREFETCH_DISTANCE);
         }
         if let Some(ahead) = ops.get(i + HOLD_PREFETCH_DISTANCE) {
-            // The account's line has come in: a token other than its first has a line of
-            // its own to fetch.
-            store.prefetch_token(ahead.account, ahead.token);
+            // The account's line has come in: a token other than its first, and limits,
+            // have lines of their own to fetch.
+            store.prefetch_account_rest(ahead.account, ahead.token);
             let hints = &mut ring[(i + HOLD_PREFETCH_DISTANCE) % HINTS_RING];
             store.prefetch_key_overflow((ahead.account, ahead.request_id), hints.own_hash);
             if let Some(r) = ahead.referred() {

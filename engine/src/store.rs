@@ -278,11 +278,12 @@ impl Token {
     }
 }
 
-/// A hold: created by an approved authorize.
+/// A hold: created by an approved authorize. One cache line: what deciding a completion
+/// reads and writes. Its key (account, request id), read only when the hold ends or is
+/// reclaimed and by exports, is in the store's side table at the same slot.
 #[derive(Clone, Copy, Debug)]
+#[repr(align(64))]
 pub(crate) struct Hold {
-    pub account: u32,
-    pub request_id: u64,
     pub authorized_minor: i64,
     pub captured_minor: i64,
     pub voided_minor: i64,
@@ -290,20 +291,26 @@ pub(crate) struct Hold {
     pub expires_at_ns: i64,
     /// When it closed or expired (meaningless while open).
     pub ended_ns: i64,
-    /// China day of the authorization.
-    pub day: i64,
-    pub status: HoldStatus,
+    /// China day of the authorization (the day of any `i64` instant fits `i32`).
+    pub day: i32,
     pub prev_open: u32,
     pub next_open: u32,
-    /// Bumped each time the slot is freed, so stale reclamation entries are recognised.
-    pub generation: u32,
+    /// Status (bits 0-1) and the slot's generation (bits 2-31), bumped each time the slot
+    /// is freed, so stale reclamation entries are recognised.
+    state: u32,
 }
+
+/// By the two status bits of `Hold::state` (code 3 is never stored).
+const HOLD_STATUSES: [HoldStatus; 4] = [
+    HoldStatus::Open,
+    HoldStatus::Closed,
+    HoldStatus::Expired,
+    HoldStatus::Expired,
+];
 
 impl Hold {
     /// A placeholder (free slab space).
     const VACANT: Hold = Hold {
-        account: NIL,
-        request_id: 0,
         authorized_minor: 0,
         captured_minor: 0,
         voided_minor: 0,
@@ -311,11 +318,51 @@ impl Hold {
         expires_at_ns: 0,
         ended_ns: 0,
         day: 0,
-        status: HoldStatus::Closed,
         prev_open: NIL,
         next_open: NIL,
-        generation: 0,
+        state: 1,
     };
+
+    /// A new open hold, not yet linked.
+    pub fn open(authorized_minor: i64, expires_at_ns: i64, day: i64) -> Hold {
+        Hold {
+            authorized_minor,
+            captured_minor: 0,
+            voided_minor: 0,
+            refunded_minor: 0,
+            expires_at_ns,
+            ended_ns: 0,
+            // The China day of any i64 instant is within about ±107,000.
+            day: day as i32,
+            prev_open: NIL,
+            next_open: NIL,
+            state: 0,
+        }
+    }
+
+    #[inline]
+    pub fn status(&self) -> HoldStatus {
+        HOLD_STATUSES[(self.state & 3) as usize]
+    }
+
+    #[inline]
+    pub fn set_status(&mut self, status: HoldStatus) {
+        let code = match status {
+            HoldStatus::Open => 0,
+            HoldStatus::Closed => 1,
+            HoldStatus::Expired => 2,
+        };
+        self.state = self.state & !3 | code;
+    }
+
+    /// The slot's generation (30 bits).
+    pub fn generation(&self) -> u32 {
+        self.state >> 2
+    }
+
+    fn bump_generation(&mut self) {
+        self.state = self.state.wrapping_add(4);
+    }
 
     /// `authorized - captured - voided`.
     pub fn remaining_minor(&self) -> i64 {
@@ -324,7 +371,7 @@ impl Hold {
 
     /// DOMAIN.md: a hold stays referable while open, or while `ts < ended + retention`.
     pub fn referable_at(&self, ts_ns: i64, retention_ns: i64) -> bool {
-        self.status == HoldStatus::Open || ts_ns < self.ended_ns.saturating_add(retention_ns)
+        self.state & 3 == 0 || ts_ns < self.ended_ns.saturating_add(retention_ns)
     }
 }
 
@@ -725,6 +772,8 @@ pub(crate) struct Store {
     limits: Vec<Limits>,
     pub tokens: Vec<Token>,
     holds: Vec<Hold>,
+    /// The key of the hold at each slot of `holds`.
+    hold_keys: Vec<Key>,
     free_holds: Vec<u32>,
     /// Holds in the table (referable or not yet reclaimed).
     hold_count: usize,
@@ -759,6 +808,7 @@ impl Store {
         assert_eq!(accounts.len(), account_ids.len(), "an id for every account");
         let mut store = Store::unfaulted(accounts, account_ids, limits, tokens, holds_hint);
         prefault(&mut store.holds, Hold::VACANT);
+        prefault(&mut store.hold_keys, (NIL, 0));
         prefault(&mut store.fingerprints, Fingerprint::EMPTY);
         store
             .hold_reclaim
@@ -784,6 +834,7 @@ impl Store {
             limits,
             tokens,
             holds: Vec::with_capacity(holds_hint),
+            hold_keys: Vec::with_capacity(holds_hint),
             free_holds: Vec::with_capacity(holds_hint / 4),
             hold_count: 0,
             // Every hold has a record under its key, and about as many completions leave
@@ -856,16 +907,22 @@ impl Store {
         }
     }
 
-    /// Hint that `token` of `account` will be needed soon, unless it is [`NIL`] or the
-    /// account's first token (whose state is in the account's line). Reads the account:
-    /// call it once the account's line has been prefetched.
+    /// Hint that what `account` keeps outside its line will be needed soon: `token`,
+    /// unless it is [`NIL`] or the account's first token (whose state is in the account's
+    /// line), and the account's limits, if it has any. Reads the account: call it once the
+    /// account's line has been prefetched.
     #[inline]
-    pub fn prefetch_token(&self, account: u32, token: u32) {
-        let head = self.accounts.get(account as usize).map(|a| a.token_head);
-        if head.is_some_and(|h| h != token) {
+    pub fn prefetch_account_rest(&self, account: u32, token: u32) {
+        let Some(a) = self.accounts.get(account as usize) else {
+            return;
+        };
+        if a.token_head != token {
             if let Some(t) = self.tokens.get(token as usize) {
                 crate::prefetch::prefetch_value(t);
             }
+        }
+        if let Some(l) = self.limits.get(a.limits_index() as usize) {
+            crate::prefetch::prefetch_value(l);
         }
     }
 
@@ -998,21 +1055,27 @@ impl Store {
         &self.fingerprints[dup.fingerprint as usize]
     }
 
-    /// Insert a new open hold (replacing a dead one under the same key) and link it into its
-    /// account's open list. `at` locates its key, and locates it still afterwards.
-    pub fn insert_open_hold_at(&mut self, at: &mut Probe, hold: Hold) -> u32 {
-        let key = (hold.account, hold.request_id);
-        let account = hold.account;
+    /// Insert `hold`, a new open hold under `key` (replacing a dead one under the same key),
+    /// and link it into its account's open list. `at` locates the key, and locates it still
+    /// afterwards.
+    pub fn insert_open_hold_at(&mut self, at: &mut Probe, key: Key, hold: Hold) -> u32 {
+        debug_assert_eq!(hold.status(), HoldStatus::Open);
+        let account = key.0;
         let expires_at_ns = hold.expires_at_ns;
         let slot = match self.free_holds.pop() {
             Some(s) => {
-                let generation = self.holds[s as usize].generation;
-                self.holds[s as usize] = Hold { generation, ..hold };
+                let generation = self.holds[s as usize].state & !3;
+                self.holds[s as usize] = Hold {
+                    state: generation | (hold.state & 3),
+                    ..hold
+                };
+                self.hold_keys[s as usize] = key;
                 s
             }
             None => {
                 let s = next_index(self.holds.len()).expect("more than 2^32-1 holds in a shard");
                 self.holds.push(hold);
+                self.hold_keys.push(key);
                 s
             }
         };
@@ -1020,7 +1083,7 @@ impl Store {
         *at = Probe::Found(index);
         let old = std::mem::replace(&mut self.keys.at_mut(index).hold, slot);
         if old != NIL {
-            debug_assert_ne!(self.holds[old as usize].status, HoldStatus::Open);
+            debug_assert_ne!(self.holds[old as usize].status(), HoldStatus::Open);
             self.free_slot(old);
         } else {
             self.hold_count += 1;
@@ -1042,21 +1105,33 @@ impl Store {
     }
 
     fn free_slot(&mut self, slot: u32) {
-        let h = &mut self.holds[slot as usize];
-        h.generation = h.generation.wrapping_add(1);
+        self.holds[slot as usize].bump_generation();
         self.free_holds.push(slot);
     }
 
     /// Take an open hold off its account's open list and end it (closed or expired) at
     /// `ended_ns`; it stays referable until `ended_ns + retention_ns`.
-    pub fn end_hold(&mut self, slot: u32, status: HoldStatus, ended_ns: i64, retention_ns: i64) {
+    pub fn end_hold(
+        &mut self,
+        account: u32,
+        slot: u32,
+        status: HoldStatus,
+        ended_ns: i64,
+        retention_ns: i64,
+    ) {
+        // The caller knows the account: the side table's line is not read on this path.
+        debug_assert_eq!(self.hold_keys[slot as usize].0, account);
         debug_assert_ne!(status, HoldStatus::Open);
-        let (account, prev, next, generation) = {
+        let (prev, next, generation) = {
             let h = &mut self.holds[slot as usize];
-            assert_eq!(h.status, HoldStatus::Open, "ending a hold that is not open");
-            h.status = status;
+            assert_eq!(
+                h.status(),
+                HoldStatus::Open,
+                "ending a hold that is not open"
+            );
+            h.set_status(status);
             h.ended_ns = ended_ns;
-            (h.account, h.prev_open, h.next_open, h.generation)
+            (h.prev_open, h.next_open, h.generation())
         };
         if prev == NIL {
             self.accounts[account as usize].open_head = next;
@@ -1097,7 +1172,7 @@ impl Store {
                 let acct = &mut self.accounts[account as usize];
                 acct.held_minor -= remaining;
                 assert!(acct.held_minor >= 0, "held went negative on expiry");
-                self.end_hold(slot, HoldStatus::Expired, expires_at, retention_ns);
+                self.end_hold(account, slot, HoldStatus::Expired, expires_at, retention_ns);
             } else {
                 next_expiry = next_expiry.min(expires_at);
             }
@@ -1188,8 +1263,8 @@ impl Store {
                 continue;
             }
             let h = &self.holds[slot as usize];
-            if h.generation == generation && h.status != HoldStatus::Open {
-                let key = (h.account, h.request_id);
+            if h.generation() == generation && h.status() != HoldStatus::Open {
+                let key = self.hold_keys[slot as usize];
                 if let Probe::Found(at) = self.keys.probe(key) {
                     if self.keys.at_mut(at).hold == slot {
                         self.keys.at_mut(at).hold = NIL;
@@ -1222,12 +1297,12 @@ impl Store {
             .min(self.dup_reclaim.front().map_or(i64::MAX, |e| e.0));
     }
 
-    /// Holds in the table (for export), referable or not yet reclaimed.
-    pub fn holds_iter(&self) -> impl Iterator<Item = &Hold> + '_ {
+    /// Holds in the table (for export), referable or not yet reclaimed, with their keys.
+    pub fn holds_iter(&self) -> impl Iterator<Item = (Key, &Hold)> + '_ {
         self.keys
             .iter()
             .filter(|e| e.hold != NIL)
-            .map(move |e| &self.holds[e.hold as usize])
+            .map(move |e| ((e.account, e.request_id), &self.holds[e.hold as usize]))
     }
 
     /// Holds the table currently tracks.
@@ -1293,31 +1368,31 @@ impl Store {
                     .expect("a token's expiry instant comes from an Expiry"),
             })
             .collect();
-        let hold_image = |h: &Hold| HoldImage {
-            account_id: account_id(h.account),
-            request_id: h.request_id,
+        let hold_image = |(account, request_id): Key, h: &Hold| HoldImage {
+            account_id: account_id(account),
+            request_id,
             authorized_minor: h.authorized_minor,
             captured_minor: h.captured_minor,
             voided_minor: h.voided_minor,
             refunded_minor: h.refunded_minor,
             expires_at_ns: h.expires_at_ns,
             ended_ns: h.ended_ns,
-            day: h.day,
-            status: h.status,
+            day: i64::from(h.day),
+            status: h.status(),
         };
         let mut holds = Vec::with_capacity(self.hold_count);
         for a in &self.accounts {
             let mut slot = a.open_head;
             while slot != NIL {
                 let h = &self.holds[slot as usize];
-                holds.push(hold_image(h));
+                holds.push(hold_image(self.hold_keys[slot as usize], h));
                 slot = h.next_open;
             }
         }
         holds.extend(
             self.holds_iter()
-                .filter(|h| h.status != HoldStatus::Open)
-                .map(hold_image),
+                .filter(|(_, h)| h.status() != HoldStatus::Open)
+                .map(|(key, h)| hold_image(key, h)),
         );
         debug_assert_eq!(holds.len(), self.hold_count);
         let dups = self
@@ -1337,7 +1412,7 @@ impl Store {
                 until_ns,
                 hold: self
                     .live_reclaim_entry(slot, generation)
-                    .map(|h| (account_id(h.account), h.request_id)),
+                    .map(|(account, request_id)| (account_id(account), request_id)),
             })
             .collect();
         let dup_reclaim = self
@@ -1362,13 +1437,14 @@ impl Store {
 
     /// The ended hold a hold-queue entry will reclaim, or `None` when the entry is stale
     /// (exactly the test [`Store::advance`] makes when the entry reaches the front).
-    fn live_reclaim_entry(&self, slot: u32, generation: u32) -> Option<&Hold> {
+    fn live_reclaim_entry(&self, slot: u32, generation: u32) -> Option<Key> {
         let h = self.holds.get(slot as usize)?;
+        let key = self.hold_keys[slot as usize];
         let live = slot != NIL
-            && h.generation == generation
-            && h.status != HoldStatus::Open
-            && self.find_hold((h.account, h.request_id)) == Some(slot);
-        live.then_some(h)
+            && h.generation() == generation
+            && h.status() != HoldStatus::Open
+            && self.find_hold(key) == Some(slot);
+        live.then_some(key)
     }
 
     /// Rebuild a store from an image that passed `ShardImage::check` (as every image
@@ -1438,21 +1514,19 @@ impl Store {
                 .ok_or("more than 2^32-1 holds in one shard")?;
             let open = h.status == HoldStatus::Open;
             let prev_open = if open { tails[account as usize] } else { NIL };
-            store.holds.push(Hold {
-                account,
-                request_id: h.request_id,
-                authorized_minor: h.authorized_minor,
+            let day = i32::try_from(h.day).map_err(|_| format!("{}: day out of range", what()))?;
+            let mut hold = Hold {
                 captured_minor: h.captured_minor,
                 voided_minor: h.voided_minor,
                 refunded_minor: h.refunded_minor,
-                expires_at_ns: h.expires_at_ns,
                 ended_ns: h.ended_ns,
-                day: h.day,
-                status: h.status,
+                day,
                 prev_open,
-                next_open: NIL,
-                generation: 0,
-            });
+                ..Hold::open(h.authorized_minor, h.expires_at_ns, 0)
+            };
+            hold.set_status(h.status);
+            store.holds.push(hold);
+            store.hold_keys.push((account, h.request_id));
             let at = store.keys.entry_mut((account, h.request_id));
             if std::mem::replace(&mut store.keys.at_mut(at).hold, slot) != NIL {
                 return Err(format!("{} appears twice", what()));
@@ -1491,7 +1565,7 @@ impl Store {
                     let account = index_of(account_id, &what)?;
                     store
                         .find_hold((account, request_id))
-                        .filter(|&s| store.hold(s).status != HoldStatus::Open)
+                        .filter(|&s| store.hold(s).status() != HoldStatus::Open)
                         .ok_or_else(|| format!("{}: no such ended hold", what()))?
                 }
             };
@@ -1535,7 +1609,8 @@ mod tests {
         assert_eq!(size_of::<Token>(), 16);
         assert_eq!(size_of::<Card>(), 4);
         assert_eq!(size_of::<Limits>(), 24);
-        assert_eq!(size_of::<Hold>(), 88);
+        assert_eq!(size_of::<Hold>(), 64, "one cache line per hold");
+        assert_eq!(align_of::<Hold>(), 64);
         assert_eq!(size_of::<Fingerprint>(), 48);
         assert_eq!(size_of::<crate::keytable::Entry>(), 32);
         assert_eq!(size_of::<crate::rules::Routed>(), 72);
